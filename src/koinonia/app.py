@@ -1,0 +1,145 @@
+"""The FastAPI application: lifespan (engine, store, migrations), routers, errors, middleware."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from koinonia.config import Settings, get_settings
+from koinonia.db import engine as db_engine
+from koinonia.db.migrate import migrate
+from koinonia.kit.errors import KoinoniaError
+from koinonia.kit.http import BodyLimit, Observe
+from koinonia.kit.logging import configure_logging, log
+from koinonia.kit.store import get_store, init_store
+
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """
+Koinonia: texting for churches. Every list is cursor-paginated (`limit` ≤ 200, `cursor` from
+`next_cursor`). Errors share one shape: `{"error": code, "detail": text, "fields": {...}}`.
+Authenticate with `Authorization: Bearer <access token>` from `/auth/login`.
+"""
+
+
+def _routers() -> list[Any]:
+    from koinonia.auth.router import router as auth
+    from koinonia.branches.router import router as branches
+    from koinonia.churches.router import router as churches
+    from koinonia.groups.router import router as groups
+    from koinonia.members.router import router as members
+    from koinonia.messages.router import router as messages
+    from koinonia.templates.router import router as templates
+
+    return [auth, churches, branches, groups, members, templates, messages]
+
+
+def create_app(settings: Settings | None = None, *, manage_engine: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(json=settings.json_logs)
+        init_store(settings.redis_url, settings.store_prefix)
+        if manage_engine:
+            engine = db_engine.init_engine(settings)
+            await migrate(engine)
+        log.info("api_started", env=settings.env)
+        yield
+        if manage_engine:
+            await db_engine.dispose_engine()
+        await get_store().close()
+
+    app = FastAPI(
+        title="Koinonia API",
+        version="1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    for router in _routers():
+        app.include_router(router, prefix=API_PREFIX)
+    _install_error_handlers(app)
+    _install_ops_routes(app, settings)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes
+    )
+    app.add_middleware(Observe)
+    return app
+
+
+def _field_path(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or str(loc[0] if loc else "request")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(KoinoniaError)
+    async def domain_error(request: Request, exc: KoinoniaError) -> Response:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        fields: dict[str, str] = {}
+        for err in exc.errors():
+            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            fields.setdefault(_field_path(err.get("loc", ())), msg)
+        status = 400 if any(e.get("type") == "json_invalid" for e in exc.errors()) else 422
+        detail = "malformed JSON body" if status == 400 else "invalid input"
+        return JSONResponse(
+            {"error": "validation_error", "detail": detail, "fields": fields}, status_code=status
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+        return JSONResponse(
+            {"error": codes.get(exc.status_code, "http_error"), "detail": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled_error", path=request.url.path)
+        return JSONResponse(
+            {"error": "internal_error", "detail": "something went wrong on our side"},
+            status_code=500,
+        )
+
+
+def _install_ops_routes(app: FastAPI, settings: Settings) -> None:
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> Response:
+        """The database (and Redis, when configured) answer."""
+        checks: dict[str, str] = {}
+        try:
+            async with db_engine.get_engine().connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        if settings.redis_url:
+            checks["redis"] = "ok" if await get_store().ping() else "error"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=True)
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics: HTTP, SQL statements, slow queries, N+1, pool, cache, SMS."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,66 @@
+"""FastAPI dependencies: the request's session, settings and authenticated admin."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koinonia.auth import security
+from koinonia.auth.context import AuthContext
+from koinonia.auth.repository import AuthRepository
+from koinonia.config import Settings, get_settings
+from koinonia.db.session import request_session
+from koinonia.kit.errors import Forbidden, RateLimited, Unauthorized
+from koinonia.kit.store import get_store
+
+bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
+
+DbSession = Annotated[AsyncSession, Depends(request_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise Unauthorized("missing bearer token", code="not_authenticated")
+    return credentials.credentials
+
+
+async def current_auth(
+    request: Request,
+    session: DbSession,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> AuthContext:
+    claims = security.decode_access(settings, bearer_token(credentials))
+    ctx = await AuthRepository(session).load_context(
+        session_id=claims.session_id, admin_id=claims.admin_id
+    )
+    if ctx is None or ctx.church_id != claims.church_id:
+        raise Unauthorized("session ended; log in again", code="session_revoked")
+    await _church_rate_limit(ctx.church_id, settings)
+    request.state.church_id = ctx.church_id
+    return ctx
+
+
+async def _church_rate_limit(church_id: int, settings: Settings) -> None:
+    """Fixed one-minute window per church, shared across processes through the store."""
+    window = int(time.time() // 60)
+    used = await get_store().incr(f"rl:church:{church_id}:{window}", 61)
+    if used > settings.church_rate_limit_per_min:
+        raise RateLimited(
+            "too many requests for this church; slow down", retry_after=60 - int(time.time() % 60)
+        )
+
+
+async def primary_admin(auth: Annotated[AuthContext, Depends(current_auth)]) -> AuthContext:
+    if not auth.is_primary:
+        raise Forbidden("only the church's primary admin can do this", code="primary_only")
+    return auth
+
+
+Auth = Annotated[AuthContext, Depends(current_auth)]
+PrimaryAuth = Annotated[AuthContext, Depends(primary_admin)]

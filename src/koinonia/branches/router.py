@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from koinonia.auth.deps import Auth, DbSession
+from koinonia.branches import service
+from koinonia.branches.schemas import BranchIn, BranchOut, BranchPatch
+from koinonia.kit.pagination import DEFAULT_LIMIT, Page
+from koinonia.kit.params import Cursor, Id, Limit
+
+router = APIRouter(prefix="/branches", tags=["branches"])
+
+
+@router.get("", response_model=Page[BranchOut])
+async def list_branches(
+    auth: Auth, session: DbSession, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> Page[BranchOut]:
+    """Branches (campuses) by id, each with its group count and distinct member count."""
+    items, next_cursor = await service.list_branches(session, auth, limit=limit, cursor=cursor)
+    return Page(items=items, next_cursor=next_cursor)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=BranchOut)
+async def create_branch(data: BranchIn, auth: Auth, session: DbSession) -> BranchOut:
+    """402 when the plan's branch limit is reached; 409 when the name is taken."""
+    return await service.create_branch(session, auth, data)
+
+
+@router.get("/{branch_id}", response_model=BranchOut)
+async def get_branch(branch_id: Id, auth: Auth, session: DbSession) -> BranchOut:
+    return await service.get_branch(session, auth, branch_id)
+
+
+@router.patch("/{branch_id}", response_model=BranchOut)
+async def update_branch(
+    branch_id: Id, data: BranchPatch, auth: Auth, session: DbSession
+) -> BranchOut:
+    return await service.update_branch(session, auth, branch_id, data)
+
+
+@router.delete("/{branch_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_branch(branch_id: Id, auth: Auth, session: DbSession) -> None:
+    """Deletes the branch with its groups and their memberships (members stay)."""
+    await service.delete_branch(session, auth, branch_id)

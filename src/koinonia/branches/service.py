@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koinonia.auth.context import AuthContext
+from koinonia.branches.repository import BranchRepository
+from koinonia.branches.schemas import BranchIn, BranchOut, BranchPatch
+from koinonia.kit.db import constraint_of
+from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached
+from koinonia.kit.pagination import decode_cursor, page_of
+from koinonia.kit.tenancy import lock_church
+
+
+def _out(row: Row[Any]) -> BranchOut:
+    branch, group_count, member_count = row
+    out = BranchOut.model_validate(branch)
+    out.group_count, out.member_count = group_count, member_count
+    return out
+
+
+def _name_taken(exc: IntegrityError) -> Conflict | None:
+    if constraint_of(exc) == "uq_branches_church_id_name":
+        return Conflict("a branch with this name exists", fields={"name": "taken"})
+    return None
+
+
+async def list_branches(
+    session: AsyncSession, auth: AuthContext, *, limit: int, cursor: str | None
+) -> tuple[list[BranchOut], str | None]:
+    key = decode_cursor(cursor, int)
+    rows = await BranchRepository(session, church_id=auth.church_id).list(
+        after_id=key[0] if key else None, limit=limit
+    )
+    items, next_cursor = page_of(rows, limit, lambda r: (r[0].id,))
+    return [_out(r) for r in items], next_cursor
+
+
+async def get_branch(session: AsyncSession, auth: AuthContext, branch_id: int) -> BranchOut:
+    row = await BranchRepository(session, church_id=auth.church_id).get_with_counts(branch_id)
+    if row is None:
+        raise NotFound("branch", branch_id)
+    return _out(row)
+
+
+async def create_branch(session: AsyncSession, auth: AuthContext, data: BranchIn) -> BranchOut:
+    repo = BranchRepository(session, church_id=auth.church_id)
+    limit = auth.plan.branches
+    if limit is not None:
+        await lock_church(session, auth.church_id)
+        used = await repo.count()
+        if used >= limit:
+            raise PlanLimitReached("branches", limit=limit, usage=used)
+    try:
+        branch = await repo.create(data.model_dump())
+    except IntegrityError as exc:
+        raise _name_taken(exc) or exc from None
+    return BranchOut.model_validate(branch)
+
+
+async def update_branch(
+    session: AsyncSession, auth: AuthContext, branch_id: int, data: BranchPatch
+) -> BranchOut:
+    repo = BranchRepository(session, church_id=auth.church_id)
+    values = data.model_dump(exclude_unset=True)
+    if values:
+        try:
+            found = await repo.update(branch_id, values)
+        except IntegrityError as exc:
+            raise _name_taken(exc) or exc from None
+        if not found:
+            raise NotFound("branch", branch_id)
+    return await get_branch(session, auth, branch_id)
+
+
+async def delete_branch(session: AsyncSession, auth: AuthContext, branch_id: int) -> None:
+    if not await BranchRepository(session, church_id=auth.church_id).delete(branch_id):
+        raise NotFound("branch", branch_id)

@@ -1,0 +1,110 @@
+"""`koinonia` command line: serve, worker, dev, migrate, demo, sms-sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from koinonia.config import Settings, get_settings
+
+app = typer.Typer(help="Koinonia: texting for churches.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def load_settings() -> Settings:
+    """Settings, or one clear line and exit 2 on a misconfiguration."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        console.print(f"[red]configuration error:[/] {problems}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+async def _prepare(settings: Settings, *, seed: bool) -> bool:
+    from koinonia.db.engine import dispose_engine, init_engine
+    from koinonia.db.migrate import migrate
+    from koinonia.db.session import job_session
+    from koinonia.demo import seed_demo
+
+    engine = init_engine(settings)
+    await migrate(engine)
+    seeded = False
+    if seed:
+        async with job_session() as session:
+            seeded = await seed_demo(session)
+    await dispose_engine()
+    return seeded
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    settings = load_settings()
+    asyncio.run(_prepare(settings, seed=False))
+    console.print("migrations applied")
+
+
+@app.command()
+def demo() -> None:
+    """Seed the demo church if the database is empty."""
+    settings = load_settings()
+    seeded = asyncio.run(_prepare(settings, seed=True))
+    console.print("demo church seeded" if seeded else "database not empty: nothing seeded")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Run the API."""
+    import uvicorn
+
+    settings = load_settings()
+    uvicorn.run(
+        "koinonia.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@app.command()
+def dev() -> None:
+    """API + delivery worker + SMS sandbox in one process, on the embedded database, with demo
+    data. This is what `make run` starts."""
+    settings = load_settings()
+    try:
+        seeded = asyncio.run(_prepare(settings, seed=True))
+    except Exception as exc:
+        console.print(f"[red]database not ready:[/] {exc}")
+        raise typer.Exit(1) from None
+    from koinonia.devserver import run_dev
+
+    from koinonia.demo import DEMO_EMAIL, DEMO_PASSWORD
+
+    console.print(
+        f"\n[bold]Koinonia[/] on http://{settings.host}:{settings.port}  "
+        f"(API docs: http://{settings.host}:{settings.port}/docs)\n"
+        f"demo login: {DEMO_EMAIL} / {DEMO_PASSWORD}"
+        + ("  (demo church just seeded)" if seeded else "")
+        + f"\nSMS sandbox on {settings.sandbox_url}\n",
+        highlight=False,
+    )
+    run_dev(settings)
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from koinonia.auth.deps import Auth, DbSession
+from koinonia.groups import service
+from koinonia.groups.schemas import (
+    GroupIn,
+    GroupMemberOut,
+    GroupMembersAdd,
+    GroupMembersAdded,
+    GroupOut,
+    GroupPatch,
+)
+from koinonia.kit.pagination import DEFAULT_LIMIT, Page
+from koinonia.kit.params import Cursor, Id, Limit
+
+router = APIRouter(prefix="/groups", tags=["groups"])
+
+
+@router.get("", response_model=Page[GroupOut])
+async def list_groups(
+    auth: Auth,
+    session: DbSession,
+    branch_id: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="Only this branch's groups.")
+    ] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[GroupOut]:
+    """Groups by id, each with its member count; another church's `branch_id` matches nothing."""
+    items, next_cursor = await service.list_groups(
+        session, auth, branch_id=branch_id, limit=limit, cursor=cursor
+    )
+    return Page(items=items, next_cursor=next_cursor)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=GroupOut)
+async def create_group(data: GroupIn, auth: Auth, session: DbSession) -> GroupOut:
+    """Creates a group in a branch. 422 on `branch_id` when the branch is not this church's;
+    402 when the branch already has 30 groups; 409 when the branch has a group with this name."""
+    return await service.create_group(session, auth, data)
+
+
+@router.get("/{group_id}", response_model=GroupOut)
+async def get_group(group_id: Id, auth: Auth, session: DbSession) -> GroupOut:
+    """One group with its member count."""
+    return await service.get_group(session, auth, group_id)
+
+
+@router.patch("/{group_id}", response_model=GroupOut)
+async def update_group(group_id: Id, data: GroupPatch, auth: Auth, session: DbSession) -> GroupOut:
+    """Changes the given fields (an empty body changes nothing). A new `branch_id` moves the
+    group: 422 when that branch is not this church's, 402 when it has 30 groups already;
+    409 when the (new) branch has a group with this name."""
+    return await service.update_group(session, auth, group_id, data)
+
+
+@router.delete("/{group_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_group(group_id: Id, auth: Auth, session: DbSession) -> None:
+    """Deletes the group and its memberships; the members stay in the church."""
+    await service.delete_group(session, auth, group_id)
+
+
+@router.get("/{group_id}/members", response_model=Page[GroupMemberOut])
+async def list_group_members(
+    group_id: Id,
+    auth: Auth,
+    session: DbSession,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[GroupMemberOut]:
+    """The group's members by member id, each with when they joined."""
+    items, next_cursor = await service.list_group_members(
+        session, auth, group_id, limit=limit, cursor=cursor
+    )
+    return Page(items=items, next_cursor=next_cursor)
+
+
+@router.post("/{group_id}/members", response_model=GroupMembersAdded)
+async def add_group_members(
+    group_id: Id, data: GroupMembersAdd, auth: Auth, session: DbSession
+) -> GroupMembersAdded:
+    """Adds members, in one of two forms (exactly one; 422 otherwise):
+
+    - `member_ids`: up to 1,000 existing members of this church. Ids already in the group are
+      counted in `already_in_group`; ids that are not this church's members are listed in
+      `unknown_ids` and ignored.
+    - `member`: the church's member with this phone is reused as is, otherwise created (422 on
+      an invalid phone; 402 when the plan's member limit is reached).
+
+    When the group has welcome texts on, each new membership gets one about 60 s later.
+    """
+    return await service.add_group_members(session, auth, group_id, data)
+
+
+@router.delete("/{group_id}/members/{member_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_group_member(group_id: Id, member_id: Id, auth: Auth, session: DbSession) -> None:
+    """Removes the member from the group (404 when they are not in it); the member stays."""
+    await service.remove_group_member(session, auth, group_id, member_id)

@@ -1,0 +1,16 @@
+"""Query and path parameters shared by routers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path, Query
+
+from koinonia.kit.pagination import MAX_LIMIT
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")]
+Cursor = Annotated[
+    str | None, Query(max_length=500, description="`next_cursor` of the previous page.")
+]
+# Ids are bigint: anything outside that range cannot exist, and must not reach PostgreSQL.
+Id = Annotated[int, Path(ge=1, le=2**63 - 1)]

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    case,
+    delete,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koinonia.models import Group, GroupMember, Member
+
+# Spelled exactly as the trigram index ix_members_name_trgm, so the planner can use it.
+FOLDED_NAME = func.koinonia_fold(Member.first_name + literal_column("' '") + Member.last_name)
+PHONE_DIGITS_MIN = 4
+
+
+def _like_escape(value: str) -> str:
+    """Make `value` match literally inside a LIKE pattern (backslash is PostgreSQL's escape)."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search_clause(q: str) -> ColumnElement[bool]:
+    """Name substring, case- and accent-insensitive; or, when `q` holds 4+ digits, phone digits.
+
+    A simple, correct filter: ranking and the fast search path belong to the search feature.
+    """
+    name = FOLDED_NAME.like(func.concat("%", func.koinonia_fold(_like_escape(q)), "%"))
+    digits = re.sub(r"\D", "", q)
+    if len(digits) >= PHONE_DIGITS_MIN:
+        return or_(name, Member.phone.like(f"%{digits}%"))
+    return name
+
+
+class MemberRepository:
+    def __init__(self, session: AsyncSession, *, church_id: int) -> None:
+        self.session = session
+        self.church_id = church_id
+
+    async def list(
+        self,
+        *,
+        after_id: int | None,
+        limit: int,
+        group_id: int | None = None,
+        branch_id: int | None = None,
+        consent: str | None = None,
+        q: str | None = None,
+    ) -> list[Member]:
+        stmt = select(Member).where(Member.church_id == self.church_id)
+        if group_id is not None:
+            stmt = stmt.where(
+                exists().where(GroupMember.member_id == Member.id, GroupMember.group_id == group_id)
+            )
+        if branch_id is not None:
+            stmt = stmt.where(
+                exists()
+                .where(GroupMember.member_id == Member.id)
+                .where(Group.id == GroupMember.group_id, Group.branch_id == branch_id)
+            )
+        if consent is not None:
+            stmt = stmt.where(Member.consent == consent)
+        if q:
+            stmt = stmt.where(search_clause(q))
+        if after_id is not None:
+            stmt = stmt.where(Member.id > after_id)
+        stmt = stmt.order_by(Member.id).limit(limit + 1)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def get(self, member_id: int) -> Member | None:
+        stmt = select(Member).where(Member.church_id == self.church_id, Member.id == member_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def get_with_groups(self, member_id: int) -> Row[Member, Any] | None:
+        """The member and, in the same statement, [{id, name, branch_id}] of their groups."""
+        group = func.jsonb_build_object(
+            "id", Group.id, "name", Group.name, "branch_id", Group.branch_id
+        )
+        groups = (
+            select(
+                func.coalesce(
+                    func.jsonb_agg(aggregate_order_by(group, Group.id)),
+                    literal_column("'[]'::jsonb"),
+                )
+            )
+            .select_from(GroupMember)
+            .join(Group, Group.id == GroupMember.group_id)
+            .where(GroupMember.member_id == Member.id)
+            .correlate(Member)
+            .scalar_subquery()
+        )
+        stmt = select(Member, type_coerce(groups, JSONB).label("groups")).where(
+            Member.church_id == self.church_id, Member.id == member_id
+        )
+        return (await self.session.execute(stmt)).one_or_none()
+
+    async def get_by_phone(self, phone: str) -> Member | None:
+        stmt = select(Member).where(Member.church_id == self.church_id, Member.phone == phone)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def count(self) -> int:
+        stmt = select(func.count()).select_from(Member).where(Member.church_id == self.church_id)
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def create(self, values: dict[str, Any]) -> Member | None:
+        """Insert a member whose consent was set by an admin; None when the phone is taken."""
+        stmt = (
+            pg_insert(Member)
+            .values(
+                church_id=self.church_id,
+                consent_changed_at=func.now(),
+                consent_source="admin",
+                **values,
+            )
+            .on_conflict_do_nothing(constraint="uq_members_church_id_phone")
+            .returning(Member)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def update(self, member_id: int, values: dict[str, Any]) -> bool:
+        """Apply `values`; a consent that actually changes is stamped now, source `admin`."""
+        values = dict(values)
+        if "consent" in values:
+            changed = Member.consent.is_distinct_from(values["consent"])
+            values["consent_changed_at"] = case(
+                (changed, func.now()), else_=Member.consent_changed_at
+            )
+            values["consent_source"] = case((changed, "admin"), else_=Member.consent_source)
+        stmt = (
+            update(Member)
+            .where(Member.church_id == self.church_id, Member.id == member_id)
+            .values(**values)
+            .returning(Member.id)
+        )
+        return (await self.session.execute(stmt)).first() is not None
+
+    async def delete(self, member_id: int) -> bool:
+        stmt = (
+            delete(Member)
+            .where(Member.church_id == self.church_id, Member.id == member_id)
+            .returning(Member.id)
+        )
+        return (await self.session.execute(stmt)).first() is not None

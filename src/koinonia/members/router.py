@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from koinonia.auth.deps import Auth, DbSession
+from koinonia.kit.pagination import DEFAULT_LIMIT, Page
+from koinonia.kit.params import Cursor, Id, Limit
+from koinonia.members import service
+from koinonia.members.schemas import Consent, MemberCreate, MemberDetail, MemberOut, MemberPatch
+
+router = APIRouter(prefix="/members", tags=["members"])
+
+Search = Annotated[
+    str | None,
+    Query(
+        max_length=100,
+        description="Name substring (case- and accent-insensitive) or 4+ phone digits.",
+    ),
+]
+
+
+@router.get("", response_model=Page[MemberOut])
+async def list_members(
+    auth: Auth,
+    session: DbSession,
+    q: Search = None,
+    group_id: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="In this group.")] = None,
+    branch_id: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="In a group of this branch.")
+    ] = None,
+    consent: Consent | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[MemberOut]:
+    """The church's members by id, filtered by `q`, `group_id`, `branch_id` and `consent`
+    (filters combine with AND; an id of another church's group or branch matches nothing)."""
+    items, next_cursor = await service.list_members(
+        session,
+        auth,
+        group_id=group_id,
+        branch_id=branch_id,
+        consent=consent,
+        q=q,
+        limit=limit,
+        cursor=cursor,
+    )
+    return Page(items=items, next_cursor=next_cursor)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=MemberOut)
+async def create_member(data: MemberCreate, auth: Auth, session: DbSession) -> MemberOut:
+    """Adds one member. 422 when the phone number is invalid (with the reason); 409 when the
+    church already has a member with this number; 402 when the plan's member limit is reached."""
+    return await service.create_member(session, auth, data)
+
+
+@router.get("/{member_id}", response_model=MemberDetail)
+async def get_member(member_id: Id, auth: Auth, session: DbSession) -> MemberDetail:
+    """One member with the groups they belong to."""
+    return await service.get_member(session, auth, member_id)
+
+
+@router.patch("/{member_id}", response_model=MemberDetail)
+async def update_member(
+    member_id: Id, data: MemberPatch, auth: Auth, session: DbSession
+) -> MemberDetail:
+    """Changes the given fields (an empty body changes nothing). A new phone is normalised to
+    E.164 (409 when another member has it); changing `consent` records now and source `admin`."""
+    return await service.update_member(session, auth, member_id, data)
+
+
+@router.delete("/{member_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_member(member_id: Id, auth: Auth, session: DbSession) -> None:
+    """Deletes the member with their group memberships and conversation; delivery history of
+    past messages stays."""
+    await service.delete_member(session, auth, member_id)

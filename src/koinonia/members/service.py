@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koinonia.auth.context import AuthContext
+from koinonia.kit.db import constraint_of
+from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached
+from koinonia.kit.pagination import decode_cursor, page_of
+from koinonia.kit.tenancy import lock_church
+from koinonia.members.repository import MemberRepository
+from koinonia.members.schemas import (
+    Consent,
+    MemberCreate,
+    MemberDetail,
+    MemberGroup,
+    MemberIn,
+    MemberOut,
+    MemberPatch,
+)
+
+
+def _phone_taken() -> Conflict:
+    return Conflict("a member with this phone number exists", fields={"phone": "taken"})
+
+
+async def _lock_for_limit(session: AsyncSession, auth: AuthContext) -> None:
+    """With a member limit, serialise the church's member creators until the transaction ends,
+    so two of them cannot both take the last slot."""
+    if auth.plan.members is not None:
+        await lock_church(session, auth.church_id)
+
+
+async def _check_member_limit(auth: AuthContext, repo: MemberRepository) -> None:
+    """402 when one more member would exceed the plan (call under `_lock_for_limit`)."""
+    limit = auth.plan.members
+    if limit is not None:
+        used = await repo.count()
+        if used >= limit:
+            raise PlanLimitReached("members", limit=limit, usage=used)
+
+
+async def list_members(
+    session: AsyncSession,
+    auth: AuthContext,
+    *,
+    group_id: int | None,
+    branch_id: int | None,
+    consent: Consent | None,
+    q: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[MemberOut], str | None]:
+    key = decode_cursor(cursor, int)
+    rows = await MemberRepository(session, church_id=auth.church_id).list(
+        after_id=key[0] if key else None,
+        limit=limit,
+        group_id=group_id,
+        branch_id=branch_id,
+        consent=consent,
+        q=q.strip() if q and q.strip() else None,
+    )
+    items, next_cursor = page_of(rows, limit, lambda m: (m.id,))
+    return [MemberOut.model_validate(m) for m in items], next_cursor
+
+
+async def get_member(session: AsyncSession, auth: AuthContext, member_id: int) -> MemberDetail:
+    row = await MemberRepository(session, church_id=auth.church_id).get_with_groups(member_id)
+    if row is None:
+        raise NotFound("member", member_id)
+    return MemberDetail(
+        **MemberOut.model_validate(row[0]).model_dump(),
+        groups=[MemberGroup.model_validate(g) for g in row[1]],
+    )
+
+
+async def create_member(session: AsyncSession, auth: AuthContext, data: MemberCreate) -> MemberOut:
+    repo = MemberRepository(session, church_id=auth.church_id)
+    await _lock_for_limit(session, auth)
+    await _check_member_limit(auth, repo)
+    member = await repo.create(data.model_dump())
+    if member is None:
+        raise _phone_taken()
+    return MemberOut.model_validate(member)
+
+
+async def find_or_create_member(
+    session: AsyncSession, auth: AuthContext, data: MemberIn
+) -> tuple[MemberOut, bool]:
+    """The church's member with this phone (left as is), or a new one; (member, created).
+
+    Only creating counts against the plan's member limit."""
+    repo = MemberRepository(session, church_id=auth.church_id)
+    # Locked before looking, so the look-up, the count and the insert are one decision.
+    await _lock_for_limit(session, auth)
+    member = await repo.get_by_phone(data.phone)
+    if member is not None:
+        return MemberOut.model_validate(member), False
+    await _check_member_limit(auth, repo)
+    member = await repo.create(data.model_dump())
+    if member is None:  # created concurrently (unlimited plans take no lock)
+        member = await repo.get_by_phone(data.phone)
+        if member is None:  # pragma: no cover - deleted in between
+            raise _phone_taken()
+        return MemberOut.model_validate(member), False
+    return MemberOut.model_validate(member), True
+
+
+async def update_member(
+    session: AsyncSession, auth: AuthContext, member_id: int, data: MemberPatch
+) -> MemberDetail:
+    values = data.model_dump(exclude_unset=True)
+    if values:
+        try:
+            found = await MemberRepository(session, church_id=auth.church_id).update(
+                member_id, values
+            )
+        except IntegrityError as exc:
+            if constraint_of(exc) == "uq_members_church_id_phone":
+                raise _phone_taken() from None
+            raise
+        if not found:
+            raise NotFound("member", member_id)
+    return await get_member(session, auth, member_id)
+
+
+async def delete_member(session: AsyncSession, auth: AuthContext, member_id: int) -> None:
+    if not await MemberRepository(session, church_id=auth.church_id).delete(member_id):
+        raise NotFound("member", member_id)

@@ -1,0 +1,287 @@
+"""All SQL of messages: audience resolution and recipient creation (one statement), history,
+detail, recipients and cancel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ARRAY, BigInteger, bindparam, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# Who a target reaches, as a condition on `members m` (church already filtered).
+AUDIENCE: dict[str, str] = {
+    "all": "TRUE",
+    "members": "m.id = ANY(:ids)",
+    "groups": (
+        "EXISTS (SELECT 1 FROM group_members gm WHERE gm.member_id = m.id"
+        " AND gm.church_id = :church_id AND gm.group_id = ANY(:ids))"
+    ),
+    "branches": (
+        "EXISTS (SELECT 1 FROM group_members gm JOIN groups g ON g.id = gm.group_id"
+        " WHERE gm.member_id = m.id AND g.church_id = :church_id AND g.branch_id = ANY(:ids))"
+    ),
+}
+TARGET_TABLE = {"members": "members", "groups": "groups", "branches": "branches"}
+
+_IDS = bindparam("ids", type_=ARRAY(BigInteger))
+
+# Counts by status, summed over the counter shards (see models.MessageStatusCount).
+_COUNTS = """
+    LEFT JOIN LATERAL (
+        SELECT COALESCE(jsonb_object_agg(status, total), '{}'::jsonb) AS counts
+        FROM (SELECT status, sum(n) AS total FROM message_status_counts
+              WHERE message_id = m.id GROUP BY status) s
+    ) c ON TRUE
+"""
+_MESSAGE_COLUMNS = """
+    m.id, m.content, m.kind, m.target_type, m.target_ids, m.encoding, m.segments, m.status,
+    m.recipient_count, m.skipped_opted_out, m.created_by, m.created_at, m.scheduled_at,
+    m.completed_at, c.counts
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    content: str
+    kind: str
+    target_type: str
+    target_ids: list[int]
+    encoding: str
+    segments: int
+    due_at: datetime
+    scheduled_at: datetime | None
+    created_by: int | None
+    conversation_id: int | None = None
+    recurring_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    id: int
+    status: str
+    recipients: int
+    skipped_opted_out: int
+    quota_ok: bool
+
+
+class MessageRepository:
+    def __init__(self, session: AsyncSession, *, church_id: int) -> None:
+        self.session = session
+        self.church_id = church_id
+
+    async def missing_target_ids(self, target_type: str, ids: list[int]) -> list[int]:
+        """Ids of the target that are not this church's (unknown or another church's)."""
+        table = TARGET_TABLE[target_type]
+        stmt = text(
+            f"SELECT ARRAY(SELECT unnest(:ids) EXCEPT SELECT id FROM {table}"
+            " WHERE church_id = :church_id AND id = ANY(:ids))"
+        ).bindparams(_IDS)
+        missing = (
+            await self.session.execute(stmt, {"ids": ids, "church_id": self.church_id})
+        ).scalar_one()
+        return sorted(missing)
+
+    async def audience_counts(self, target_type: str, ids: list[int]) -> tuple[int, int]:
+        """(opted-in recipients, opted-out skipped) without writing anything (dry run)."""
+        stmt = text(
+            "SELECT count(*) FILTER (WHERE consent = 'opted_in'),"
+            " count(*) FILTER (WHERE consent = 'opted_out')"
+            f" FROM members m WHERE m.church_id = :church_id AND {AUDIENCE[target_type]}"
+        )
+        if target_type != "all":
+            stmt = stmt.bindparams(_IDS)
+        row = (await self.session.execute(stmt, {"church_id": self.church_id, "ids": ids})).one()
+        return int(row[0]), int(row[1])
+
+    async def create(self, new: NewMessage, *, month: date, text_limit: int | None) -> Created:
+        """Message, every recipient and the quota reservation in ONE statement.
+
+        The usage row is the quota's lock: concurrent sends of one church serialise on it, and
+        the reservation only happens if it fits (`quota_ok` False → the caller rolls back).
+        Wakes the delivery workers (NOTIFY is delivered at commit)."""
+        stmt = text(
+            f"""
+            WITH audience AS MATERIALIZED (
+                SELECT m.id, m.phone, m.consent FROM members m
+                WHERE m.church_id = :church_id AND {AUDIENCE[new.target_type]}
+            ),
+            tally AS (
+                SELECT count(*) FILTER (WHERE consent = 'opted_in') AS recipients,
+                       count(*) FILTER (WHERE consent = 'opted_out') AS skipped
+                FROM audience
+            ),
+            msg AS (
+                INSERT INTO messages (church_id, content, kind, target_type, target_ids,
+                    encoding, segments, status, recipient_count, skipped_opted_out, created_by,
+                    scheduled_at, conversation_id, recurring_id, completed_at)
+                SELECT :church_id, :content, :kind, :target_type, CAST(:target_ids AS bigint[]),
+                    :encoding, :segments,
+                    CASE WHEN tally.recipients = 0 THEN 'completed' ELSE :status END,
+                    tally.recipients, tally.skipped, CAST(:created_by AS bigint),
+                    CAST(:scheduled_at AS timestamptz), CAST(:conversation_id AS bigint),
+                    CAST(:recurring_id AS bigint),
+                    CASE WHEN tally.recipients = 0 THEN now() END
+                FROM tally
+                RETURNING id, status
+            ),
+            ins AS (
+                INSERT INTO message_recipients
+                    (message_id, member_id, church_id, phone, segments, next_attempt_at)
+                SELECT msg.id, a.id, :church_id, a.phone, :segments, CAST(:due_at AS timestamptz)
+                FROM audience a CROSS JOIN msg
+                WHERE a.consent = 'opted_in'
+            ),
+            quota AS (
+                INSERT INTO usage AS u (church_id, month, texts)
+                SELECT :church_id, CAST(:month AS date), tally.recipients FROM tally
+                WHERE CAST(:text_limit AS bigint) IS NULL
+                   OR tally.recipients <= CAST(:text_limit AS bigint)
+                ON CONFLICT (church_id, month) DO UPDATE SET texts = u.texts + EXCLUDED.texts
+                WHERE CAST(:text_limit AS bigint) IS NULL
+                   OR u.texts + EXCLUDED.texts <= CAST(:text_limit AS bigint)
+                RETURNING u.texts
+            )
+            SELECT msg.id, msg.status, tally.recipients, tally.skipped,
+                   EXISTS (SELECT 1 FROM quota) AS quota_ok,
+                   pg_notify('koinonia_work', msg.id::text)
+            FROM msg, tally
+            """
+        )
+        if new.target_type != "all":
+            stmt = stmt.bindparams(_IDS)
+        row = (
+            await self.session.execute(
+                stmt,
+                {
+                    "church_id": self.church_id,
+                    "ids": new.target_ids,
+                    "content": new.content,
+                    "kind": new.kind,
+                    "target_type": new.target_type,
+                    "target_ids": new.target_ids,
+                    "encoding": new.encoding,
+                    "segments": new.segments,
+                    "due_at": new.due_at,
+                    "status": "scheduled" if new.scheduled_at is not None else "queued",
+                    "scheduled_at": new.scheduled_at,
+                    "created_by": new.created_by,
+                    "conversation_id": new.conversation_id,
+                    "recurring_id": new.recurring_id,
+                    "month": month,
+                    "text_limit": text_limit,
+                },
+            )
+        ).one()
+        return Created(int(row[0]), row[1], int(row[2]), int(row[3]), bool(row[4]))
+
+    async def texts_used(self, month: date) -> int:
+        stmt = text(
+            "SELECT COALESCE((SELECT texts FROM usage WHERE church_id = :church_id"
+            " AND month = CAST(:month AS date)), 0)"
+        )
+        used = await self.session.execute(stmt, {"church_id": self.church_id, "month": month})
+        return int(used.scalar_one())
+
+    async def list(
+        self,
+        *,
+        before: tuple[datetime, int] | None,
+        limit: int,
+        kind: str | None,
+        status: str | None,
+    ) -> list[Any]:
+        where = ["m.church_id = :church_id"]
+        params: dict[str, Any] = {"church_id": self.church_id, "limit": limit + 1}
+        if before is not None:
+            where.append("(m.created_at, m.id) < (CAST(:before_at AS timestamptz), :before_id)")
+            params["before_at"], params["before_id"] = before
+        if kind is not None:
+            where.append("m.kind = :kind")
+            params["kind"] = kind
+        if status is not None:
+            where.append("m.status = :status")
+            params["status"] = status
+        stmt = text(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages m {_COUNTS}"
+            f" WHERE {' AND '.join(where)} ORDER BY m.created_at DESC, m.id DESC LIMIT :limit"
+        )
+        return list((await self.session.execute(stmt, params)).all())
+
+    async def get(self, message_id: int) -> Any | None:
+        stmt = text(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages m {_COUNTS}"
+            " WHERE m.church_id = :church_id AND m.id = :id"
+        )
+        params = {"church_id": self.church_id, "id": message_id}
+        return (await self.session.execute(stmt, params)).one_or_none()
+
+    async def exists(self, message_id: int) -> bool:
+        stmt = text("SELECT 1 FROM messages WHERE church_id = :church_id AND id = :id")
+        params = {"church_id": self.church_id, "id": message_id}
+        return (await self.session.execute(stmt, params)).first() is not None
+
+    async def recipients(
+        self, message_id: int, *, after_member: int | None, limit: int, status: str | None
+    ) -> list[Any]:
+        where = ["r.message_id = :id", "r.church_id = :church_id"]
+        params: dict[str, Any] = {
+            "id": message_id,
+            "church_id": self.church_id,
+            "limit": limit + 1,
+        }
+        if after_member is not None:
+            where.append("r.member_id > :after")
+            params["after"] = after_member
+        if status is not None:
+            where.append("r.status = :status")
+            params["status"] = status
+        stmt = text(
+            "SELECT r.member_id, mem.first_name, mem.last_name, r.phone, r.status, r.segments,"
+            " r.attempts, r.provider_message_id, r.error_code, r.error_text, r.sent_at,"
+            " r.delivered_at FROM message_recipients r"
+            " LEFT JOIN members mem ON mem.id = r.member_id"
+            f" WHERE {' AND '.join(where)} ORDER BY r.member_id LIMIT :limit"
+        )
+        return list((await self.session.execute(stmt, params)).all())
+
+    async def cancel(self, message_id: int) -> tuple[str, int] | None:
+        """Queued recipients become skipped and their texts go back to the month's quota; the
+        message is cancelled. (previous status, recipients cancelled), or None if not ours."""
+        stmt = text(
+            """
+            WITH target AS (
+                SELECT id, status, created_at FROM messages
+                WHERE church_id = :church_id AND id = :id FOR UPDATE
+            ),
+            skipped AS (
+                UPDATE message_recipients r
+                SET status = 'skipped', error_code = 'cancelled',
+                    error_text = 'cancelled by an admin', next_attempt_at = NULL,
+                    updated_at = now()
+                FROM target
+                WHERE r.message_id = target.id AND r.status = 'queued'
+                  AND target.status IN ('scheduled', 'queued', 'sending')
+                RETURNING 1
+            ),
+            n AS (SELECT count(*) AS n FROM skipped),
+            refund AS (
+                UPDATE usage u SET texts = GREATEST(u.texts - n.n, 0)
+                FROM target, n
+                WHERE u.church_id = :church_id
+                  AND u.month = date_trunc('month', target.created_at AT TIME ZONE 'UTC')::date
+                  AND n.n > 0
+            ),
+            done AS (
+                UPDATE messages m SET status = 'cancelled', completed_at = now()
+                FROM target
+                WHERE m.id = target.id AND target.status IN ('scheduled', 'queued', 'sending')
+            )
+            SELECT target.status, n.n FROM target, n
+            """
+        )
+        row = (
+            await self.session.execute(stmt, {"church_id": self.church_id, "id": message_id})
+        ).one_or_none()
+        return (row[0], int(row[1])) if row else None

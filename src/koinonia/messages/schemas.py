@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, model_validator
+
+from koinonia.kit.schemas import AwareDatetime, In, Out
+
+Content = Annotated[str, StringConstraints(min_length=1, max_length=1600)]
+TargetType = Literal["all", "branches", "groups", "members"]
+
+
+class Target(In):
+    type: TargetType = Field(description="Who receives it: everyone, or the members of some "
+                             "branches, some groups, or some members by id.")
+    ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
+        default_factory=list, max_length=1000, description="Required unless type is `all`."
+    )
+
+    @model_validator(mode="after")
+    def _ids_match_type(self) -> Target:
+        if self.type == "all" and self.ids:
+            raise ValueError("ids must be empty when type is 'all'")
+        if self.type != "all" and not self.ids:
+            raise ValueError(f"ids are required when type is '{self.type}'")
+        self.ids = sorted(set(self.ids))
+        return self
+
+
+class MessageIn(In):
+    content: Content | None = Field(
+        None,
+        description="Up to 1,600 characters. Merge fields: {first_name}, {last_name}, "
+        "{church_name}, with defaults like {first_name|friend}. Omit to use `template_id`.",
+    )
+    template_id: int | None = Field(None, ge=1, le=2**63 - 1)
+    target: Target
+    scheduled_at: AwareDatetime | None = Field(
+        None, description="Send later (ISO 8601 with offset). Quiet hours move it to their end."
+    )
+    dry_run: bool = Field(False, description="Resolve and price the send without writing.")
+
+    @model_validator(mode="after")
+    def _content_or_template(self) -> MessageIn:
+        if self.content is None and self.template_id is None:
+            raise ValueError("give content or template_id")
+        return self
+
+
+class QuotaOut(Out):
+    limit: int | None = Field(description="Texts per month; null = unlimited.")
+    used: int
+    remaining: int | None
+
+
+class DryRunOut(Out):
+    recipients: int = Field(description="Distinct opted-in members who would get a text.")
+    skipped_opted_out: int
+    encoding: str
+    segments_per_text: int = Field(
+        description="Segments of one text with merge fields filled with typical values; the "
+        "exact count per recipient is recorded when it is sent."
+    )
+    total_texts: int
+    estimated_segments: int
+    estimated_cost_usd: float
+    quota: QuotaOut
+    would_exceed_quota: bool
+
+
+class MessageCreated(Out):
+    id: int
+    status: str
+    recipient_count: int
+    skipped_opted_out: int
+    encoding: str
+    segments: int
+    scheduled_at: datetime | None
+
+
+class StatusCounts(Out):
+    queued: int = 0
+    sending: int = 0
+    sent: int = 0
+    delivered: int = 0
+    undelivered: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+class MessageOut(Out):
+    id: int
+    content: str
+    kind: str
+    target_type: str
+    target_ids: list[int]
+    encoding: str
+    segments: int
+    status: str
+    recipient_count: int
+    skipped_opted_out: int
+    created_by: int | None
+    created_at: datetime
+    scheduled_at: datetime | None
+    completed_at: datetime | None
+    counts: StatusCounts
+    delivery_rate: float | None = Field(
+        description="delivered / (sent + delivered + undelivered + failed): the share of texts "
+        "handed to the carrier that were confirmed delivered; null before any was sent."
+    )
+
+
+class RecipientOut(Out):
+    member_id: int
+    first_name: str | None
+    last_name: str | None
+    phone: str
+    status: str
+    segments: int
+    attempts: int
+    provider_message_id: str | None
+    error_code: str | None
+    error_text: str | None
+    sent_at: datetime | None
+    delivered_at: datetime | None

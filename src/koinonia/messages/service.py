@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koinonia.auth.context import AuthContext
+from koinonia.churches.repository import ChurchRepository
+from koinonia.config import get_settings
+from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached, ValidationFailed
+from koinonia.kit.pagination import decode_cursor, page_of
+from koinonia.kit.segments import count_segments, render, validate_template
+from koinonia.messages import quiet_hours
+from koinonia.messages.repository import MessageRepository, NewMessage
+from koinonia.messages.schemas import (
+    DryRunOut,
+    MessageCreated,
+    MessageIn,
+    MessageOut,
+    QuotaOut,
+    RecipientOut,
+    StatusCounts,
+)
+from koinonia.templates.repository import TemplateRepository
+
+# Typical values for merge fields when estimating segments before the per-recipient render.
+_TYPICAL = {"first_name": "Elizabeth", "last_name": "Johnson", "group_name": "Youth Ministry"}
+
+
+def billing_month(now: datetime | None = None) -> date:
+    """Usage is counted per calendar month (UTC) of the moment a send is created."""
+    now = now or datetime.now(UTC)
+    return date(now.year, now.month, 1)
+
+
+def _estimate(content: str, church_name: str) -> tuple[str, int]:
+    info = count_segments(render(content, {**_TYPICAL, "church_name": church_name}))
+    return info.encoding, info.segments
+
+
+async def _resolve_content(session: AsyncSession, church_id: int, data: MessageIn) -> str:
+    if data.content is not None:
+        content = data.content
+    else:
+        assert data.template_id is not None
+        templates = TemplateRepository(session, church_id=church_id)
+        template = await templates.use(data.template_id)
+        if template is None:
+            raise ValidationFailed.field("template_id", "unknown template")
+        content = template
+    unknown = validate_template(content)
+    if unknown:
+        raise ValidationFailed.field(
+            "content", f"unknown merge fields: {', '.join('{' + u + '}' for u in unknown)}"
+        )
+    return content
+
+
+async def _check_targets(repo: MessageRepository, target_type: str, ids: list[int]) -> None:
+    if target_type == "all":
+        return
+    missing = await repo.missing_target_ids(target_type, ids)
+    if missing:
+        raise ValidationFailed(
+            f"unknown {target_type}: {', '.join(map(str, missing[:20]))}",
+            fields={"target.ids": f"unknown {target_type} ids: {missing[:20]}"},
+        )
+
+
+async def send(session: AsyncSession, auth: AuthContext, data: MessageIn) -> MessageCreated | DryRunOut:
+    church = await ChurchRepository(session, church_id=auth.church_id).get()
+    if church is None:
+        raise NotFound("church", auth.church_id)
+    repo = MessageRepository(session, church_id=auth.church_id)
+    content = await _resolve_content(session, auth.church_id, data)
+    await _check_targets(repo, data.target.type, data.target.ids)
+    encoding, segments = _estimate(content, church.name)
+    limit = auth.plan.texts_per_month
+    month = billing_month()
+
+    if data.dry_run:
+        recipients, skipped = await repo.audience_counts(data.target.type, data.target.ids)
+        used = await repo.texts_used(month)
+        price = get_settings().segment_price_usd
+        return DryRunOut(
+            recipients=recipients,
+            skipped_opted_out=skipped,
+            encoding=encoding,
+            segments_per_text=segments,
+            total_texts=recipients,
+            estimated_segments=recipients * segments,
+            estimated_cost_usd=round(recipients * segments * price, 4),
+            quota=QuotaOut(
+                limit=limit,
+                used=used,
+                remaining=None if limit is None else max(limit - used, 0),
+            ),
+            would_exceed_quota=limit is not None and used + recipients > limit,
+        )
+
+    if church.sms_number is None:
+        raise Conflict(
+            "set the church's SMS number (PATCH /church) before sending", code="no_sms_number"
+        )
+    now = datetime.now(UTC)
+    wanted = max(data.scheduled_at or now, now)
+    due = quiet_hours.release_time(
+        wanted, church.timezone, church.quiet_hours_start, church.quiet_hours_end
+    )
+    created = await repo.create(
+        NewMessage(
+            content=content,
+            kind="broadcast",
+            target_type=data.target.type,
+            target_ids=data.target.ids,
+            encoding=encoding,
+            segments=segments,
+            due_at=due,
+            scheduled_at=due if due > now else None,
+            created_by=auth.admin_id,
+        ),
+        month=month,
+        text_limit=limit,
+    )
+    if not created.quota_ok:
+        assert limit is not None
+        used = await repo.texts_used(month)
+        raise PlanLimitReached("texts this month", limit=limit, usage=used, requested=created.recipients)
+    return MessageCreated(
+        id=created.id,
+        status=created.status,
+        recipient_count=created.recipients,
+        skipped_opted_out=created.skipped_opted_out,
+        encoding=encoding,
+        segments=segments,
+        scheduled_at=due if due > now else None,
+    )
+
+
+def _message_out(row: Any) -> MessageOut:
+    counts = StatusCounts(**{k: int(v) for k, v in (row.counts or {}).items()})
+    handed = counts.sent + counts.delivered + counts.undelivered + counts.failed
+    return MessageOut(
+        id=row.id,
+        content=row.content,
+        kind=row.kind,
+        target_type=row.target_type,
+        target_ids=list(row.target_ids or []),
+        encoding=row.encoding,
+        segments=row.segments,
+        status=row.status,
+        recipient_count=row.recipient_count,
+        skipped_opted_out=row.skipped_opted_out,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        scheduled_at=row.scheduled_at,
+        completed_at=row.completed_at,
+        counts=counts,
+        delivery_rate=round(counts.delivered / handed, 4) if handed else None,
+    )
+
+
+async def list_messages(
+    session: AsyncSession,
+    auth: AuthContext,
+    *,
+    limit: int,
+    cursor: str | None,
+    kind: str | None,
+    status: str | None,
+) -> tuple[list[MessageOut], str | None]:
+    key = decode_cursor(cursor, datetime, int)
+    rows = await MessageRepository(session, church_id=auth.church_id).list(
+        before=(key[0], key[1]) if key else None, limit=limit, kind=kind, status=status
+    )
+    items, next_cursor = page_of(rows, limit, lambda r: (r.created_at, r.id))
+    return [_message_out(r) for r in items], next_cursor
+
+
+async def get_message(session: AsyncSession, auth: AuthContext, message_id: int) -> MessageOut:
+    row = await MessageRepository(session, church_id=auth.church_id).get(message_id)
+    if row is None:
+        raise NotFound("message", message_id)
+    return _message_out(row)
+
+
+async def list_recipients(
+    session: AsyncSession,
+    auth: AuthContext,
+    message_id: int,
+    *,
+    limit: int,
+    cursor: str | None,
+    status: str | None,
+) -> tuple[list[RecipientOut], str | None]:
+    repo = MessageRepository(session, church_id=auth.church_id)
+    if not await repo.exists(message_id):
+        raise NotFound("message", message_id)
+    key = decode_cursor(cursor, int)
+    rows = await repo.recipients(
+        message_id, after_member=key[0] if key else None, limit=limit, status=status
+    )
+    items, next_cursor = page_of(rows, limit, lambda r: (r.member_id,))
+    return [RecipientOut.model_validate(r._mapping) for r in items], next_cursor
+
+
+async def cancel(session: AsyncSession, auth: AuthContext, message_id: int) -> MessageOut:
+    repo = MessageRepository(session, church_id=auth.church_id)
+    result = await repo.cancel(message_id)
+    if result is None:
+        raise NotFound("message", message_id)
+    previous, _ = result
+    if previous in ("completed", "cancelled"):
+        raise Conflict(f"message is already {previous}", code="not_cancellable")
+    return await get_message(session, auth, message_id)
+

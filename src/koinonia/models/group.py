@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from koinonia.models.base import Base, church_fk, created_at_column, id_column
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    __table_args__ = (UniqueConstraint("branch_id", "name"),)
+
+    id: Mapped[int] = id_column()
+    church_id: Mapped[int] = church_fk()
+    branch_id: Mapped[int] = mapped_column(
+        ForeignKey("branches.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    welcome_enabled: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    welcome_text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+    __table_args__ = (
+        Index("ix_group_members_member_id", "member_id"),
+        # The welcome-text queue: memberships whose welcome is due and not yet sent.
+        Index(
+            "ix_group_members_welcome_due",
+            "welcome_due_at",
+            postgresql_where=text("welcome_due_at IS NOT NULL AND welcome_sent_at IS NULL"),
+        ),
+    )
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    church_id: Mapped[int] = mapped_column(
+        ForeignKey("churches.id", ondelete="CASCADE"), nullable=False
+    )
+    joined_at: Mapped[datetime] = created_at_column()
+    welcome_due_at: Mapped[datetime | None]
+    welcome_sent_at: Mapped[datetime | None]

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from koinonia.models.base import Base, church_fk, created_at_column, id_column, in_check
+
+CONSENT_STATES = ("opted_in", "opted_out")
+
+
+class Member(Base):
+    __tablename__ = "members"
+    __table_args__ = (
+        UniqueConstraint("church_id", "phone"),
+        CheckConstraint(in_check("consent", CONSENT_STATES), name="consent"),
+        # Search: accent- and case-insensitive substrings of the full name, and phone digits.
+        Index(
+            "ix_members_name_trgm",
+            text("koinonia_fold(first_name || ' ' || last_name) gin_trgm_ops"),
+            postgresql_using="gin",
+        ),
+        Index("ix_members_phone_trgm", text("phone gin_trgm_ops"), postgresql_using="gin"),
+    )
+
+    id: Mapped[int] = id_column()
+    church_id: Mapped[int] = church_fk()
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100), server_default="")
+    phone: Mapped[str] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(320))
+    consent: Mapped[str] = mapped_column(String(16), server_default="opted_in")
+    consent_changed_at: Mapped[datetime | None]
+    consent_source: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = created_at_column()

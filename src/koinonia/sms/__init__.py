@@ -1,0 +1,19 @@
+"""SMS providers: the adapter contract, Twilio and Telnyx adapters, signatures, the sandbox."""
+
+from koinonia.sms.base import (
+    OutboundSms,
+    Provider,
+    ProviderName,
+    SendResult,
+    build_provider,
+    create_client_session,
+)
+
+__all__ = [
+    "OutboundSms",
+    "Provider",
+    "ProviderName",
+    "SendResult",
+    "build_provider",
+    "create_client_session",
+]

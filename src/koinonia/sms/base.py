@@ -1,0 +1,197 @@
+"""The provider contract: what a send looks like, what comes back, and how adapters are built.
+
+Adapters never raise for provider or network trouble: every outcome is a `SendResult`, so the
+dispatcher records results in one set-based write instead of juggling exceptions per recipient.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import aiohttp
+
+ProviderName = Literal["twilio", "telnyx", "sandbox"]
+
+TWILIO_API_URL = "https://api.twilio.com"
+TELNYX_API_URL = "https://api.telnyx.com"
+DEFAULT_CONNECTION_LIMIT = 200
+DEFAULT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSms:
+    to: str  # E.164
+    from_: str  # E.164, the church's number
+    body: str
+    status_callback: str | None  # our status webhook URL
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    provider_id: str | None  # set when accepted
+    error_code: str | None = None  # the provider's code ("21610", "40300"), else the HTTP status
+    error_text: str | None = None
+    transient: bool = False  # worth retrying later
+    opted_out: bool = False  # the recipient unsubscribed (Twilio 21610, Telnyx 40300)
+    retry_after: float | None = None  # seconds, from Retry-After when given
+
+    @property
+    def ok(self) -> bool:
+        return self.provider_id is not None and self.error_code is None
+
+
+class Provider(Protocol):
+    name: str
+
+    async def send(self, sms: OutboundSms) -> SendResult: ...
+
+    async def close(self) -> None: ...
+
+
+def create_client_session(
+    *, connection_limit: int = DEFAULT_CONNECTION_LIMIT, keepalive_s: float = 30.0
+) -> aiohttp.ClientSession:
+    """The one HTTP client session a process shares between its adapters.
+
+    Must be called inside a running event loop. Keep-alive matters: a TLS handshake per text
+    would cost more than the request itself.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=connection_limit, keepalive_timeout=keepalive_s, ttl_dns_cache=300
+    )
+    return aiohttp.ClientSession(connector=connector)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def is_transient_status(status: int) -> bool:
+    return status in (408, 429) or status >= 500
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    status: int
+    payload: Any  # parsed JSON, or None when the body was not JSON
+    retry_after: float | None
+
+
+class HttpAdapter:
+    """Session ownership and transport failures, shared by the Twilio and Telnyx adapters."""
+
+    name: str
+
+    def __init__(self, *, timeout_s: float, session: aiohttp.ClientSession | None) -> None:
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session = session
+        # A shared session belongs to whoever created it; only a session we made is ours to close.
+        self._owns_session = session is None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created lazily: aiohttp needs a running loop, and factories run at start-up without one.
+        if self._session is None:
+            self._session = create_client_session()
+        return self._session
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _post(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        data: Mapping[str, str] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+    ) -> HttpAnswer | SendResult:
+        """POST and read the answer; a transport failure comes back as a transient result."""
+        try:
+            async with self._client().post(
+                url, headers=headers, data=data, json=json_body, timeout=self._timeout
+            ) as response:
+                raw = await response.read()
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                status = response.status
+        except TimeoutError:
+            return SendResult(None, "timeout", f"{self.name}: no answer in time", transient=True)
+        except aiohttp.ClientError as exc:
+            return SendResult(
+                None, "connection", f"{self.name}: {type(exc).__name__}: {exc}", transient=True
+            )
+        try:
+            payload: Any = json.loads(raw) if raw else None
+        except ValueError:
+            payload = None
+        return HttpAnswer(status, payload, retry_after)
+
+
+def build_provider(
+    name: ProviderName,
+    *,
+    base_url: str | None = None,
+    twilio_account_sid: str = "",
+    twilio_auth_token: str = "",
+    telnyx_api_key: str = "",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    session: aiohttp.ClientSession | None = None,
+) -> Provider:
+    """The adapter for `name`; `base_url` defaults to the real API (required for the sandbox).
+
+    "sandbox" is the Twilio adapter pointed at the sandbox, which speaks Twilio's API (and
+    Telnyx's under /v2: build "telnyx" with the sandbox's base URL for that).
+    Raises ValueError on missing credentials so misconfiguration fails at start-up.
+    """
+    # Imported here because the adapters import this module.
+    from koinonia.sms.telnyx import TelnyxProvider
+    from koinonia.sms.twilio import TwilioProvider
+
+    if name == "telnyx":
+        if not telnyx_api_key:
+            raise ValueError("telnyx provider needs an API key")
+        return TelnyxProvider(
+            telnyx_api_key,
+            base_url=base_url or TELNYX_API_URL,
+            timeout_s=timeout_s,
+            session=session,
+        )
+    if name not in ("twilio", "sandbox"):
+        raise ValueError(f"unknown SMS provider {name!r}")
+    if not twilio_account_sid or not twilio_auth_token:
+        raise ValueError(f"{name} provider needs a Twilio account SID and auth token")
+    if name == "sandbox" and not base_url:
+        raise ValueError("sandbox provider needs the sandbox base URL")
+    return TwilioProvider(
+        twilio_account_sid,
+        twilio_auth_token,
+        base_url=base_url or TWILIO_API_URL,
+        timeout_s=timeout_s,
+        session=session,
+        name=name,
+    )

@@ -1,0 +1,895 @@
+"""The sandbox: a loopback fake carrier speaking the Twilio and Telnyx send APIs.
+
+It answers like the real services (same paths, auth, id shapes and error bodies), can be made
+slow, flaky, rate-limited or picky through `SandboxConfig`, and posts signed delivery reports
+and inbound texts back to our webhooks, so the adapters, signatures and webhook handlers run
+exactly as in production. Inspection and control live under /sandbox/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import email.utils
+import hashlib
+import hmac
+import json
+import math
+import random
+import re
+import time
+import urllib.parse
+import uuid
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from koinonia.sms.signatures import (
+    TELNYX_SIGNATURE_HEADER,
+    TELNYX_TIMESTAMP_HEADER,
+    TWILIO_SIGNATURE_HEADER,
+    private_key_from_b64,
+    public_key_to_b64,
+    telnyx_sign,
+    twilio_signature,
+)
+from koinonia.sms.twilio import API_VERSION
+
+log = structlog.get_logger("koinonia.sms.sandbox")
+
+DEFAULT_PORT = 8025
+# A burst of new connections beyond the listen backlog waits out a 1 s SYN retransmit.
+BACKLOG = 2048
+MESSAGES_KEPT = 100_000  # for GET /sandbox/messages; the counts in /sandbox/stats are complete
+# A fixed, publicly known signing key, so an API process started separately can verify the
+# sandbox's Telnyx webhooks with zero configuration. Never trust it outside development.
+DEFAULT_TELNYX_SIGNING_KEY_B64 = base64.b64encode(
+    hashlib.sha256(b"koinonia sms sandbox telnyx signing key (public, dev only)").digest()
+).decode()
+SANDBOX_TELNYX_PUBLIC_KEY_B64 = public_key_to_b64(
+    private_key_from_b64(DEFAULT_TELNYX_SIGNING_KEY_B64).public_key()
+)
+
+E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+TWILIO_MAX_BODY = 1600
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+Carrier = Literal["twilio", "telnyx"]
+Refusal = Literal["rate_limited", "opted_out", "transient", "permanent"]
+
+
+@dataclass(slots=True)
+class SandboxConfig:
+    """Knobs of the fake carrier; change them at run time with PATCH /sandbox/config."""
+
+    # Credentials it accepts (the defaults match the app's development settings).
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: str = "sandbox-auth-token"
+    telnyx_api_key: str = "KEYsandbox"
+    telnyx_signing_key_b64: str = DEFAULT_TELNYX_SIGNING_KEY_B64  # Ed25519 seed, base64
+    # Behaviour of sends.
+    latency_ms: float = 0.0  # added to every send before it is answered
+    transient_failure_rate: float = 0.0  # answered 500 or 503
+    permanent_failure_rate: float = 0.0  # answered 400 "landline or unreachable"
+    rate_limit_mps: float | None = None  # per from-number; None means unlimited
+    rate_limit_burst: float = 1.0  # token bucket size: sends allowed back to back
+    opted_out_numbers: set[str] = field(default_factory=set)  # answered 21610 / 40300
+    # Delivery reports: "sent" at half the delay, then "delivered" or "undelivered".
+    delivery_delay_ms: float = 500.0
+    undelivered_rate: float = 0.0
+    seed: int | None = None  # for the failure and delivery draws
+    # Where texts from members ("text in") are posted.
+    twilio_inbound_url: str | None = None
+    telnyx_inbound_url: str | None = None
+    # Callback delivery, as a carrier retries a webhook that fails.
+    callback_attempts: int = 5
+    callback_retry_ms: float = 250.0  # doubled after each failed attempt
+    callback_timeout_s: float = 5.0
+
+    @property
+    def telnyx_public_key_b64(self) -> str:
+        return public_key_to_b64(private_key_from_b64(self.telnyx_signing_key_b64).public_key())
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first bad knob."""
+        for rate in ("transient_failure_rate", "permanent_failure_rate", "undelivered_rate"):
+            if not 0.0 <= getattr(self, rate) <= 1.0:
+                raise ValueError(f"{rate} must be between 0 and 1")
+        for name in ("latency_ms", "delivery_delay_ms", "callback_retry_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.rate_limit_mps is not None and self.rate_limit_mps <= 0:
+            raise ValueError("rate_limit_mps must be positive (or null for no limit)")
+        if self.rate_limit_burst < 1:
+            raise ValueError("rate_limit_burst must be at least 1")
+        if self.callback_attempts < 1:
+            raise ValueError("callback_attempts must be at least 1")
+        if self.callback_timeout_s <= 0:
+            raise ValueError("callback_timeout_s must be positive")
+        private_key_from_b64(self.telnyx_signing_key_b64)
+
+    def as_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["opted_out_numbers"] = sorted(self.opted_out_numbers)
+        del data["telnyx_signing_key_b64"]
+        data["telnyx_public_key_b64"] = self.telnyx_public_key_b64
+        return data
+
+
+_KNOB_TYPES: dict[str, tuple[str, bool]] = {  # name -> (JSON type, may be null)
+    "twilio_account_sid": ("string", False),
+    "twilio_auth_token": ("string", False),
+    "telnyx_api_key": ("string", False),
+    "telnyx_signing_key_b64": ("string", False),
+    "latency_ms": ("number", False),
+    "transient_failure_rate": ("number", False),
+    "permanent_failure_rate": ("number", False),
+    "rate_limit_mps": ("number", True),
+    "rate_limit_burst": ("number", False),
+    "opted_out_numbers": ("phones", False),
+    "delivery_delay_ms": ("number", False),
+    "undelivered_rate": ("number", False),
+    "seed": ("integer", True),
+    "twilio_inbound_url": ("string", True),
+    "telnyx_inbound_url": ("string", True),
+    "callback_attempts": ("integer", False),
+    "callback_retry_ms": ("number", False),
+    "callback_timeout_s": ("number", False),
+}
+
+
+def patched_config(config: SandboxConfig, changes: Mapping[str, Any]) -> SandboxConfig:
+    """A validated copy of `config` with `changes` (JSON values) applied; ValueError if bad."""
+    values: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name not in _KNOB_TYPES:
+            raise ValueError(f"unknown setting {name!r}")
+        kind, nullable = _KNOB_TYPES[name]
+        is_integer = isinstance(value, int) and not isinstance(value, bool)
+        if (
+            (value is None and nullable)
+            or (kind == "string" and isinstance(value, str))
+            or (kind == "integer" and is_integer)
+        ):
+            values[name] = value
+        elif (
+            kind == "number"
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        ):
+            values[name] = float(value)
+        elif (
+            kind == "phones" and isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            values[name] = set(value)
+        else:
+            raise ValueError(
+                f"{name} must be {'a list of phone numbers' if kind == 'phones' else kind}"
+            )
+    updated = dataclasses.replace(config, **values)
+    updated.validate()
+    return updated
+
+
+@dataclass(slots=True)
+class SentMessage:
+    carrier: Carrier
+    id: str
+    to: str
+    from_: str
+    body: str
+    status_callback: str | None
+    accepted_at: datetime
+    status: str = "queued"
+    error_code: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "provider": self.carrier,
+            "id": self.id,
+            "to": self.to,
+            "from": self.from_,
+            "body": self.body,
+            "status_callback": self.status_callback,
+            "accepted_at": self.accepted_at.isoformat(),
+            "status": self.status,
+            "error_code": self.error_code,
+        }
+
+
+class _TokenBucket:
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = capacity
+        self.updated = now
+
+    def take(self, now: float) -> float | None:
+        """None when a send may go now, else the seconds until one may."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return None
+        return (1.0 - self.tokens) / self.rate
+
+
+@dataclass(frozen=True, slots=True)
+class _Submission:
+    to: str
+    from_: str
+    body: str
+    callback: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    refusal: Refusal | None = None
+    http_status: int = 200
+    retry_after_s: int | None = None
+    undelivered: bool = False
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _twilio_sid() -> str:
+    # Ids come from the OS, never from the seeded RNG: a restarted sandbox with the same seed
+    # must not hand out ids the app already stored.
+    return "SM" + uuid.uuid4().hex
+
+
+def _twilio_error(
+    code: int, message: str, status: int, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    body = {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _telnyx_error(
+    code: str, title: str, detail: str, status: int, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    body = {"errors": [{"code": code, "title": title, "detail": detail}]}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _retry_after_header(verdict: _Verdict) -> dict[str, str] | None:
+    return None if verdict.retry_after_s is None else {"Retry-After": str(verdict.retry_after_s)}
+
+
+class FakeCarrier:
+    """State and handlers of one sandbox; `app()` serves them."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        config.validate()
+        self.config = config
+        self._signing_key = private_key_from_b64(config.telnyx_signing_key_b64)
+        self._rng = random.Random(config.seed)
+        self._buckets: dict[str, _TokenBucket] = {}
+        # Bounded so a sandbox left running for days under `make run` keeps constant memory.
+        self.messages: deque[SentMessage] = deque(maxlen=MESSAGES_KEPT)
+        self.counts: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
+
+    # --- application ----------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post(
+            f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self._twilio_send
+        )
+        app.router.add_post("/v2/messages", self._telnyx_send)
+        app.router.add_post("/sandbox/inbound", self._inbound)
+        app.router.add_get("/sandbox/messages", self._list_messages)
+        app.router.add_get("/sandbox/stats", self._stats)
+        app.router.add_post("/sandbox/reset", self._reset)
+        app.router.add_get("/sandbox/config", self._get_config)
+        app.router.add_patch("/sandbox/config", self._patch_config)
+        app.cleanup_ctx.append(self._lifetime)
+        return app
+
+    async def _lifetime(self, _app: web.Application) -> AsyncIterator[None]:
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+        yield
+        await self.cancel_callbacks()
+        await self._http.close()
+        self._http = None
+
+    async def cancel_callbacks(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def wait_for_callbacks(self) -> None:
+        """Until every pending delivery report has been delivered or given up."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def reset(self) -> None:
+        """Forget messages, counts and rate-limit state; restart the RNG from the seed."""
+        self.messages.clear()
+        self.counts.clear()
+        self._buckets.clear()
+        self._rng = random.Random(self.config.seed)
+
+    def stats(self) -> dict[str, Any]:
+        rejected = {
+            kind: self.counts[kind]
+            for kind in (
+                "unauthorized",
+                "invalid",
+                "rate_limited",
+                "opted_out",
+                "transient",
+                "permanent",
+            )
+        }
+        return {
+            "accepted": self.counts["accepted"],
+            "rejected": rejected,
+            "rate_limited": self.counts["rate_limited"],
+            "callbacks": {
+                "delivered": self.counts["callbacks_delivered"],
+                "failed": self.counts["callbacks_failed"],
+                "pending": len(self._tasks),
+            },
+            "inbound": self.counts["inbound"],
+        }
+
+    # --- the decision every send goes through ---------------------------------------------
+
+    async def _judge(self, from_: str, to: str) -> _Verdict:
+        config = self.config
+        if config.latency_ms > 0:
+            await asyncio.sleep(config.latency_ms / 1000)
+        # No await from here on: the bucket, the draws and the record happen as one step, so
+        # the recorded acceptance times are exactly what the rate limit allowed.
+        if config.rate_limit_mps is not None:
+            bucket = self._buckets.get(from_)
+            now = time.monotonic()
+            if bucket is None:
+                bucket = _TokenBucket(config.rate_limit_mps, config.rate_limit_burst, now)
+                self._buckets[from_] = bucket
+            wait = bucket.take(now)
+            if wait is not None:
+                # Retry-After is whole seconds in HTTP; never 0, which would invite a hot loop.
+                return _Verdict("rate_limited", 429, retry_after_s=max(1, math.ceil(wait)))
+        # Every send makes the same draws, so a seeded run is reproducible whatever the rates.
+        transient, permanent, undelivered, which = (self._rng.random() for _ in range(4))
+        if to in config.opted_out_numbers:
+            return _Verdict("opted_out", 400)
+        if transient < config.transient_failure_rate:
+            return _Verdict("transient", 500 if which < 0.5 else 503)
+        if permanent < config.permanent_failure_rate:
+            return _Verdict("permanent", 400)
+        return _Verdict(undelivered=undelivered < config.undelivered_rate)
+
+    def _accept(self, carrier: Carrier, sms: _Submission, *, undelivered: bool) -> SentMessage:
+        message_id = _twilio_sid() if carrier == "twilio" else str(uuid.uuid4())
+        message = SentMessage(
+            carrier, message_id, sms.to, sms.from_, sms.body, sms.callback, _now()
+        )
+        self.messages.append(message)
+        self.counts["accepted"] += 1
+        self._spawn(self._report_delivery(message, undelivered=undelivered))
+        return message
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- Twilio send ----------------------------------------------------------------------
+
+    async def _twilio_send(self, request: web.Request) -> web.Response:
+        config = self.config
+        if not self._twilio_authorized(request):
+            self.counts["unauthorized"] += 1
+            return _twilio_error(
+                20003, "Authenticate", 401, {"WWW-Authenticate": 'Basic realm="Twilio API"'}
+            )
+        form = await request.post()
+        sms = _parse_twilio({name: v for name, v in form.items() if isinstance(v, str)})
+        if not isinstance(sms, _Submission):
+            self.counts["invalid"] += 1
+            return _twilio_error(*sms, 400)
+        verdict = await self._judge(sms.from_, sms.to)
+        if verdict.refusal is not None:
+            self.counts[verdict.refusal] += 1
+            code, text = {
+                "rate_limited": (20429, "Too Many Requests"),
+                "opted_out": (21610, "Attempt to send to unsubscribed recipient"),
+                "transient": (
+                    (20500, "Internal Server Error")
+                    if verdict.http_status == 500
+                    else (20503, "Service Unavailable")
+                ),
+                "permanent": (30006, "Landline or unreachable carrier"),
+            }[verdict.refusal]
+            return _twilio_error(code, text, verdict.http_status, _retry_after_header(verdict))
+        message = self._accept("twilio", sms, undelivered=verdict.undelivered)
+        return web.json_response(_twilio_resource(message, config.twilio_account_sid), status=201)
+
+    def _twilio_authorized(self, request: web.Request) -> bool:
+        config = self.config
+        expected = aiohttp.encode_basic_auth(config.twilio_account_sid, config.twilio_auth_token)
+        given = request.headers.get("Authorization", "")
+        return hmac.compare_digest(
+            request.match_info["account_sid"].encode(), config.twilio_account_sid.encode()
+        ) and hmac.compare_digest(given.encode(), expected.encode())
+
+    # --- Telnyx send ----------------------------------------------------------------------
+
+    async def _telnyx_send(self, request: web.Request) -> web.Response:
+        expected = f"Bearer {self.config.telnyx_api_key}".encode()
+        if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
+            self.counts["unauthorized"] += 1
+            return _telnyx_error(
+                "10009",
+                "Authentication failed",
+                "The required authentication headers were either invalid or not included.",
+                401,
+            )
+        try:
+            payload = await request.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            self.counts["invalid"] += 1
+            return _telnyx_error("10015", "Bad Request", "The body must be a JSON object.", 400)
+        sms = _parse_telnyx(payload)
+        if not isinstance(sms, _Submission):
+            self.counts["invalid"] += 1
+            return _telnyx_error(*sms, 400)
+        verdict = await self._judge(sms.from_, sms.to)
+        if verdict.refusal is not None:
+            self.counts[verdict.refusal] += 1
+            code, title, detail = {
+                "rate_limited": (
+                    "10011",
+                    "Too many requests",
+                    "You have exceeded the maximum number of allowed requests.",
+                ),
+                "opted_out": (
+                    "40300",
+                    "Blocked due to STOP message",
+                    f"Messages cannot be sent from '{sms.from_}' to '{sms.to}' due to an "
+                    "existing block rule.",
+                ),
+                "transient": ("10007", "Unexpected error", "An unexpected error occurred."),
+                "permanent": (
+                    "40001",
+                    "Not routable",
+                    "The destination is a landline or a non-routable number.",
+                ),
+            }[verdict.refusal]
+            return _telnyx_error(
+                code, title, detail, verdict.http_status, _retry_after_header(verdict)
+            )
+        message = self._accept("telnyx", sms, undelivered=verdict.undelivered)
+        return web.json_response({"data": _telnyx_message(message)})
+
+    # --- delivery reports -----------------------------------------------------------------
+
+    async def _report_delivery(self, message: SentMessage, *, undelivered: bool) -> None:
+        half_delay = self.config.delivery_delay_ms / 2000
+        await asyncio.sleep(half_delay)
+        message.status = "sent"
+        await self._post_report(message)
+        await asyncio.sleep(half_delay)
+        if message.carrier == "twilio":
+            message.status = "undelivered" if undelivered else "delivered"
+            message.error_code = "30003" if undelivered else None
+        else:
+            message.status = "delivery_failed" if undelivered else "delivered"
+            message.error_code = "40008" if undelivered else None
+        await self._post_report(message)
+
+    async def _post_report(self, message: SentMessage) -> None:
+        url = message.status_callback
+        if not url:
+            return
+        if message.carrier == "twilio":
+            params = {
+                "AccountSid": self.config.twilio_account_sid,
+                "ApiVersion": API_VERSION,
+                "From": message.from_,
+                "MessageSid": message.id,
+                "MessageStatus": message.status,
+                "SmsSid": message.id,
+                "SmsStatus": message.status,
+                "To": message.to,
+            }
+            if message.error_code:
+                params["ErrorCode"] = message.error_code
+            await self._post_with_retries(url, lambda _attempt: self._twilio_request(url, params))
+        else:
+            event_type = "message.sent" if message.status == "sent" else "message.finalized"
+            event_id = str(uuid.uuid4())
+            occurred_at = _iso(_now())
+
+            def build(attempt: int) -> tuple[bytes, dict[str, str]]:
+                event = {
+                    "data": {
+                        "event_type": event_type,
+                        "id": event_id,
+                        "occurred_at": occurred_at,
+                        "payload": _telnyx_message(message),
+                        "record_type": "event",
+                    },
+                    "meta": {"attempt": attempt, "delivered_to": url},
+                }
+                return self._telnyx_request(event)
+
+            await self._post_with_retries(url, build)
+
+    def _twilio_request(self, url: str, params: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+        headers = {
+            "Content-Type": FORM_CONTENT_TYPE,
+            TWILIO_SIGNATURE_HEADER: twilio_signature(url, params, self.config.twilio_auth_token),
+            "User-Agent": "TwilioProxy/1.1",
+        }
+        return urllib.parse.urlencode(params).encode(), headers
+
+    def _telnyx_request(self, event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        # Signed per attempt, as Telnyx does: the timestamp must be fresh on every retry.
+        raw = json.dumps(event, separators=(",", ":")).encode()
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            TELNYX_SIGNATURE_HEADER: telnyx_sign(self._signing_key, timestamp, raw),
+            TELNYX_TIMESTAMP_HEADER: timestamp,
+            "User-Agent": "telnyx-webhooks",
+        }
+        return raw, headers
+
+    async def _post_with_retries(
+        self, url: str, build: Callable[[int], tuple[bytes, dict[str, str]]]
+    ) -> None:
+        config = self.config
+        delay = config.callback_retry_ms / 1000
+        for attempt in range(1, config.callback_attempts + 1):
+            body, headers = build(attempt)
+            status = await self._post_once(url, body, headers)
+            if status is not None and 200 <= status < 300:
+                self.counts["callbacks_delivered"] += 1
+                return
+            if attempt < config.callback_attempts:
+                await asyncio.sleep(delay)
+                delay *= 2
+        self.counts["callbacks_failed"] += 1
+        log.warning("sandbox_callback_failed", url=url, attempts=config.callback_attempts)
+
+    async def _post_once(self, url: str, body: bytes, headers: dict[str, str]) -> int | None:
+        if self._http is None:
+            return None
+        timeout = aiohttp.ClientTimeout(total=self.config.callback_timeout_s)
+        try:
+            async with self._http.post(url, data=body, headers=headers, timeout=timeout) as r:
+                await r.read()
+                return r.status
+        except (TimeoutError, aiohttp.ClientError, ValueError):
+            return None
+
+    # --- text in --------------------------------------------------------------------------
+
+    async def _inbound(self, request: web.Request) -> web.Response:
+        try:
+            payload = await request.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            return web.json_response({"error": "the body must be a JSON object"}, status=400)
+        carrier = payload.get("provider")
+        fields = {name: payload.get(name) for name in ("from", "to", "body")}
+        provider_id = payload.get("provider_id")
+        if carrier not in ("twilio", "telnyx"):
+            return web.json_response({"error": "provider must be twilio or telnyx"}, status=400)
+        bad = [name for name, value in fields.items() if not isinstance(value, str)]
+        if bad or (provider_id is not None and not isinstance(provider_id, str)):
+            return web.json_response(
+                {"error": "from, to and body are required strings; provider_id a string"},
+                status=400,
+            )
+        from_, to, body = (str(fields[name]) for name in ("from", "to", "body"))
+        url = (
+            self.config.twilio_inbound_url
+            if carrier == "twilio"
+            else self.config.telnyx_inbound_url
+        )
+        if not url:
+            return web.json_response(
+                {"error": f"{carrier}_inbound_url is not configured"}, status=409
+            )
+        if carrier == "twilio":
+            message_id = provider_id or _twilio_sid()
+            raw, headers = self._twilio_request(
+                url,
+                {
+                    "AccountSid": self.config.twilio_account_sid,
+                    "ApiVersion": API_VERSION,
+                    "Body": body,
+                    "From": from_,
+                    "MessageSid": message_id,
+                    "NumMedia": "0",
+                    "NumSegments": "1",
+                    "SmsMessageSid": message_id,
+                    "SmsSid": message_id,
+                    "SmsStatus": "received",
+                    "To": to,
+                },
+            )
+        else:
+            message_id = provider_id or str(uuid.uuid4())
+            received_at = _iso(_now())
+            raw, headers = self._telnyx_request(
+                {
+                    "data": {
+                        "event_type": "message.received",
+                        "id": str(uuid.uuid4()),
+                        "occurred_at": received_at,
+                        "payload": {
+                            "id": message_id,
+                            "record_type": "message",
+                            "direction": "inbound",
+                            "type": "SMS",
+                            "from": {"phone_number": from_, "carrier": "Sandbox"},
+                            "to": [{"phone_number": to, "status": "webhook_delivered"}],
+                            "text": body,
+                            "received_at": received_at,
+                            "parts": 1,
+                            "errors": [],
+                        },
+                        "record_type": "event",
+                    },
+                    "meta": {"attempt": 1, "delivered_to": url},
+                }
+            )
+        self.counts["inbound"] += 1
+        answer = await self._post_for_answer(url, raw, headers)
+        if isinstance(answer, str):
+            return web.json_response(
+                {"error": f"webhook unreachable: {answer}", "url": url}, status=502
+            )
+        status, content_type, text = answer
+        return web.json_response(
+            {
+                "provider": carrier,
+                "provider_id": message_id,
+                "url": url,
+                "status": status,
+                "content_type": content_type,
+                "body": text,
+            }
+        )
+
+    async def _post_for_answer(
+        self, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, str, str] | str:
+        """The webhook's status, content type and body, or why it could not be reached."""
+        if self._http is None:
+            return "sandbox is stopping"
+        timeout = aiohttp.ClientTimeout(total=self.config.callback_timeout_s)
+        try:
+            async with self._http.post(url, data=body, headers=headers, timeout=timeout) as r:
+                text = (await r.read()).decode("utf-8", errors="replace")
+                return r.status, r.content_type, text
+        except TimeoutError:
+            return "timed out"
+        except (aiohttp.ClientError, ValueError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    # --- inspection and control -----------------------------------------------------------
+
+    async def _list_messages(self, request: web.Request) -> web.Response:
+        to = request.query.get("to")
+        from_ = request.query.get("from")
+        selected = [
+            message.as_json()
+            for message in self.messages
+            if (to is None or message.to == to) and (from_ is None or message.from_ == from_)
+        ]
+        return web.json_response({"count": len(selected), "messages": selected})
+
+    async def _stats(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    async def _reset(self, _request: web.Request) -> web.Response:
+        await self.cancel_callbacks()
+        self.reset()
+        return web.json_response(self.stats())
+
+    async def _get_config(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.config.as_json())
+
+    async def _patch_config(self, request: web.Request) -> web.Response:
+        try:
+            changes = await request.json()
+        except ValueError:
+            changes = None
+        if not isinstance(changes, dict):
+            return web.json_response({"error": "the body must be a JSON object"}, status=400)
+        try:
+            self.update_config(changes)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(self.config.as_json())
+
+    def update_config(self, changes: Mapping[str, Any]) -> None:
+        """Apply knob changes in place (holders of the config see them); ValueError if bad."""
+        updated = patched_config(self.config, changes)
+        for f in dataclasses.fields(updated):
+            setattr(self.config, f.name, getattr(updated, f.name))
+        if "seed" in changes:
+            self._rng = random.Random(self.config.seed)
+        if {"rate_limit_mps", "rate_limit_burst"} & changes.keys():
+            self._buckets.clear()
+        if "telnyx_signing_key_b64" in changes:
+            self._signing_key = private_key_from_b64(self.config.telnyx_signing_key_b64)
+
+
+def _parse_twilio(form: Mapping[str, str]) -> _Submission | tuple[int, str]:
+    """The submission, or Twilio's error code and message for what is wrong with it."""
+    to, from_, body = form.get("To", ""), form.get("From", ""), form.get("Body", "")
+    if not to:
+        return 21604, "A 'To' phone number is required."
+    if not from_:
+        return 21603, "A 'From' phone number is required."
+    if not E164.match(to):
+        return 21211, f"The 'To' number {to} is not a valid phone number."
+    if not E164.match(from_):
+        return 21212, f"The 'From' number {from_} is not a valid phone number."
+    if not body:
+        return 21602, "Message body is required."
+    if len(body) > TWILIO_MAX_BODY:
+        return 21617, "The concatenated message body exceeds the 1600 character limit."
+    return _Submission(to, from_, body, form.get("StatusCallback") or None)
+
+
+def _parse_telnyx(payload: Mapping[str, Any]) -> _Submission | tuple[str, str, str]:
+    """The submission, or Telnyx's error code, title and detail for what is wrong with it."""
+    values: dict[str, str] = {}
+    for name in ("to", "from", "text"):
+        value = payload.get(name)
+        if not isinstance(value, str) or not value:
+            return "10004", "Missing required parameter", f"The '{name}' parameter is required."
+        values[name] = value
+    for name in ("to", "from"):
+        if not E164.match(values[name]):
+            return (
+                "10016",
+                "Phone number must be in +E.164 format",
+                f"The '{name}' parameter must be in +E.164 format.",
+            )
+    callback = payload.get("webhook_url")
+    if callback is not None and not isinstance(callback, str):
+        return "10015", "Bad Request", "The 'webhook_url' parameter must be a string."
+    return _Submission(values["to"], values["from"], values["text"], callback or None)
+
+
+def _twilio_resource(message: SentMessage, account_sid: str) -> dict[str, Any]:
+    created = email.utils.format_datetime(message.accepted_at, usegmt=True)
+    return {
+        "account_sid": account_sid,
+        "api_version": API_VERSION,
+        "body": message.body,
+        "date_created": created,
+        "date_sent": None,
+        "date_updated": created,
+        "direction": "outbound-api",
+        "error_code": None,
+        "error_message": None,
+        "from": message.from_,
+        "messaging_service_sid": None,
+        "num_media": "0",
+        "num_segments": "1",
+        "price": None,
+        "price_unit": "USD",
+        "sid": message.id,
+        "status": "queued",
+        "to": message.to,
+        "uri": f"/{API_VERSION}/Accounts/{account_sid}/Messages/{message.id}.json",
+    }
+
+
+def _telnyx_message(message: SentMessage) -> dict[str, Any]:
+    errors = (
+        [{"code": message.error_code, "title": "Undeliverable", "detail": "Carrier rejected."}]
+        if message.error_code
+        else []
+    )
+    return {
+        "record_type": "message",
+        "direction": "outbound",
+        "id": message.id,
+        "type": "SMS",
+        "from": {"phone_number": message.from_, "carrier": "Sandbox", "line_type": "Wireless"},
+        "to": [
+            {
+                "phone_number": message.to,
+                "status": message.status,
+                "carrier": "Sandbox",
+                "line_type": "Wireless",
+            }
+        ],
+        "text": message.body,
+        "webhook_url": message.status_callback,
+        "parts": 1,
+        "received_at": _iso(message.accepted_at),
+        "errors": errors,
+    }
+
+
+@dataclass(slots=True)
+class RunningSandbox:
+    """A sandbox serving in this process's event loop (tests, `koinonia dev`)."""
+
+    base_url: str
+    carrier: FakeCarrier
+    _runner: web.AppRunner
+
+    @property
+    def config(self) -> SandboxConfig:
+        return self.carrier.config
+
+    @property
+    def public_key_b64(self) -> str:
+        return self.carrier.config.telnyx_public_key_b64
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+
+async def start_sandbox(
+    config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> RunningSandbox:
+    """Serve a sandbox on host:port (0 picks a free port) until `.stop()`."""
+    carrier = FakeCarrier(config or SandboxConfig())
+    runner = web.AppRunner(carrier.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, backlog=BACKLOG).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound_port = runner.addresses[0][1]
+    shown_host = f"[{host}]" if ":" in host else host
+    return RunningSandbox(f"http://{shown_host}:{bound_port}", carrier, runner)
+
+
+def run_sandbox(
+    config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = DEFAULT_PORT
+) -> None:
+    """Serve a sandbox until interrupted (the `koinonia sms-sandbox` command)."""
+    carrier = FakeCarrier(config or SandboxConfig())
+
+    def announce(*_args: object) -> None:
+        log.info(
+            "sms_sandbox_listening",
+            url=f"http://{host}:{port}",
+            telnyx_public_key=carrier.config.telnyx_public_key_b64,
+        )
+
+    web.run_app(
+        carrier.app(), host=host, port=port, access_log=None, print=announce, backlog=BACKLOG
+    )

@@ -1,0 +1,79 @@
+"""Twilio Programmable Messaging: create a Message over REST (also what the sandbox speaks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from koinonia.sms.base import (
+    DEFAULT_TIMEOUT_S,
+    TWILIO_API_URL,
+    HttpAdapter,
+    OutboundSms,
+    SendResult,
+    is_transient_status,
+)
+
+API_VERSION = "2010-04-01"
+OPTED_OUT_CODE = "21610"  # "Attempt to send to unsubscribed recipient"
+# Codes Twilio documents as "slow down / try again" rather than "this text cannot go":
+# 20429 too many requests, 20500/20503 server trouble, 21611 sender queue full,
+# 30001 queue overflow, 30022 10DLC rate limit, 63017 account rate limit.
+TRANSIENT_CODES = frozenset({"20429", "20500", "20503", "21611", "30001", "30022", "63017"})
+
+
+def messages_url(base_url: str, account_sid: str) -> str:
+    return f"{base_url.rstrip('/')}/{API_VERSION}/Accounts/{account_sid}/Messages.json"
+
+
+class TwilioProvider(HttpAdapter):
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        base_url: str = TWILIO_API_URL,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        session: aiohttp.ClientSession | None = None,
+        name: str = "twilio",
+    ) -> None:
+        super().__init__(timeout_s=timeout_s, session=session)
+        self.name = name
+        self._url = messages_url(base_url, account_sid)
+        self._headers = {
+            "Authorization": aiohttp.encode_basic_auth(account_sid, auth_token),
+            "Accept": "application/json",
+        }
+
+    async def send(self, sms: OutboundSms) -> SendResult:
+        form = {"To": sms.to, "From": sms.from_, "Body": sms.body}
+        if sms.status_callback:
+            form["StatusCallback"] = sms.status_callback
+        answer = await self._post(self._url, headers=self._headers, data=form)
+        if isinstance(answer, SendResult):
+            return answer
+        return classify(answer.status, answer.payload, answer.retry_after)
+
+
+def classify(status: int, payload: Any, retry_after: float | None) -> SendResult:
+    """Map Twilio's answer to a result: accepted, opted out, retry later, or failed for good."""
+    body = payload if isinstance(payload, dict) else {}
+    if 200 <= status < 300:
+        sid = body.get("sid")
+        if isinstance(sid, str) and sid:
+            return SendResult(sid)
+        # Accepted without an id: retrying could send twice, so it fails instead.
+        return SendResult(None, "invalid_response", f"HTTP {status} without a message sid")
+    raw_code = body.get("code")
+    code = str(raw_code) if isinstance(raw_code, int | str) and raw_code != "" else str(status)
+    message = body.get("message")
+    text = message if isinstance(message, str) and message else f"HTTP {status}"
+    return SendResult(
+        None,
+        code,
+        text,
+        transient=is_transient_status(status) or code in TRANSIENT_CODES,
+        opted_out=code == OPTED_OUT_CODE,
+        retry_after=retry_after,
+    )

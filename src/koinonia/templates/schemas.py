@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, field_validator
+
+from koinonia.kit.schemas import In, Out, Title
+
+# Must equal koinonia.models.template.TEMPLATE_CATEGORIES (a test holds them together): mypy and
+# OpenAPI need the values spelled out.
+Category = Literal["service_reminder", "event", "prayer", "thank_you", "welcome", "offering"]
+Content = Annotated[str, StringConstraints(min_length=1, max_length=1600)]
+
+
+def _not_null(value: object) -> object:
+    """Explicit null for a NOT NULL column is an error on that field; omitting it is fine."""
+    if value is None:
+        raise ValueError("may not be null")
+    return value
+
+
+class TemplateIn(In):
+    name: Title
+    content: Content = Field(description="Up to 1,600 characters; merge fields allowed.")
+    category: Category
+
+
+class TemplatePatch(In):
+    name: Title | None = None
+    content: Content | None = None
+    category: Category | None = None
+
+    _not_null = field_validator("name", "content", "category", mode="before")(_not_null)
+
+
+class TemplateOut(Out):
+    id: int
+    name: str
+    content: str
+    category: str
+    usage_count: int = Field(description="Messages sent from this template.")
+    created_at: datetime

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koinonia.auth.context import AuthContext
+from koinonia.kit.db import constraint_of
+from koinonia.kit.errors import Conflict, NotFound
+from koinonia.kit.pagination import decode_cursor, page_of
+from koinonia.templates.repository import TemplateRepository
+from koinonia.templates.schemas import TemplateIn, TemplateOut, TemplatePatch
+
+
+def _name_taken(exc: IntegrityError) -> Conflict | None:
+    if constraint_of(exc) == "uq_templates_church_id_name":
+        return Conflict("a template with this name exists", fields={"name": "taken"})
+    return None
+
+
+async def list_templates(
+    session: AsyncSession,
+    auth: AuthContext,
+    *,
+    category: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[TemplateOut], str | None]:
+    key = decode_cursor(cursor, int)
+    rows = await TemplateRepository(session, church_id=auth.church_id).list(
+        category=category, after_id=key[0] if key else None, limit=limit
+    )
+    items, next_cursor = page_of(rows, limit, lambda t: (t.id,))
+    return [TemplateOut.model_validate(t) for t in items], next_cursor
+
+
+async def get_template(session: AsyncSession, auth: AuthContext, template_id: int) -> TemplateOut:
+    template = await TemplateRepository(session, church_id=auth.church_id).get(template_id)
+    if template is None:
+        raise NotFound("template", template_id)
+    return TemplateOut.model_validate(template)
+
+
+async def create_template(
+    session: AsyncSession, auth: AuthContext, data: TemplateIn
+) -> TemplateOut:
+    repo = TemplateRepository(session, church_id=auth.church_id)
+    try:
+        template = await repo.create(data.model_dump())
+    except IntegrityError as exc:
+        raise _name_taken(exc) or exc from None
+    return TemplateOut.model_validate(template)
+
+
+async def update_template(
+    session: AsyncSession, auth: AuthContext, template_id: int, data: TemplatePatch
+) -> TemplateOut:
+    values = data.model_dump(exclude_unset=True)
+    if not values:
+        return await get_template(session, auth, template_id)
+    repo = TemplateRepository(session, church_id=auth.church_id)
+    try:
+        template = await repo.update(template_id, values)
+    except IntegrityError as exc:
+        raise _name_taken(exc) or exc from None
+    if template is None:
+        raise NotFound("template", template_id)
+    return TemplateOut.model_validate(template)
+
+
+async def delete_template(session: AsyncSession, auth: AuthContext, template_id: int) -> None:
+    if not await TemplateRepository(session, church_id=auth.church_id).delete(template_id):
+        raise NotFound("template", template_id)

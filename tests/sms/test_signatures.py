@@ -1,0 +1,161 @@
+"""Webhook signatures: Twilio's published vector, and Ed25519 round trips and rejections."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from koinonia.sms.sandbox import SANDBOX_TELNYX_PUBLIC_KEY_B64, SandboxConfig
+from koinonia.sms.signatures import (
+    generate_ed25519_keypair,
+    private_key_from_b64,
+    private_key_to_b64,
+    public_key_from_b64,
+    public_key_to_b64,
+    telnyx_sign,
+    twilio_signature,
+    verify_telnyx,
+    verify_twilio,
+)
+
+# The worked example of Twilio's "Webhooks security" guide.
+DOC_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
+DOC_TOKEN = "12345"
+DOC_PARAMS = {
+    "CallSid": "CA1234567890ABCDE",
+    "Caller": "+12349013030",
+    "Digits": "1234",
+    "From": "+12349013030",
+    "To": "+18005551212",
+}
+DOC_SIGNATURE = "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+
+
+def test_twilio_signature_matches_the_documented_example() -> None:
+    assert twilio_signature(DOC_URL, DOC_PARAMS, DOC_TOKEN) == DOC_SIGNATURE
+    shuffled = list(reversed(DOC_PARAMS.items()))
+    assert twilio_signature(DOC_URL, shuffled, DOC_TOKEN) == DOC_SIGNATURE
+    assert verify_twilio(DOC_URL, DOC_PARAMS, DOC_SIGNATURE, DOC_TOKEN)
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "signature", "token"),
+    [
+        (DOC_URL, {**DOC_PARAMS, "Digits": "9999"}, DOC_SIGNATURE, DOC_TOKEN),
+        (DOC_URL, {**DOC_PARAMS, "Extra": "1"}, DOC_SIGNATURE, DOC_TOKEN),
+        ("https://mycompany.com/myapp.php?foo=1&bar=3", DOC_PARAMS, DOC_SIGNATURE, DOC_TOKEN),
+        (DOC_URL, DOC_PARAMS, DOC_SIGNATURE, "54321"),
+        (DOC_URL, DOC_PARAMS, DOC_SIGNATURE[:-2], DOC_TOKEN),
+        (DOC_URL, DOC_PARAMS, "", DOC_TOKEN),
+        (DOC_URL, DOC_PARAMS, None, DOC_TOKEN),
+        (DOC_URL, DOC_PARAMS, DOC_SIGNATURE, ""),
+    ],
+    ids=["param", "extra", "url", "token", "truncated", "empty", "missing", "no-token"],
+)
+def test_twilio_rejects_anything_tampered(
+    url: str, params: dict[str, str], signature: str | None, token: str
+) -> None:
+    assert not verify_twilio(url, params, signature, token)
+
+
+def test_twilio_accepts_the_url_with_or_without_the_default_port() -> None:
+    with_port = twilio_signature("https://mycompany.com:443/myapp.php?foo=1&bar=2", DOC_PARAMS, "t")
+    assert verify_twilio(DOC_URL, DOC_PARAMS, with_port, "t")
+    assert verify_twilio(
+        "https://mycompany.com:443/myapp.php?foo=1&bar=2", DOC_PARAMS, DOC_SIGNATURE, DOC_TOKEN
+    )
+    other_port = twilio_signature(
+        "https://mycompany.com:8443/myapp.php?foo=1&bar=2", DOC_PARAMS, "t"
+    )
+    assert not verify_twilio(DOC_URL, DOC_PARAMS, other_port, "t")
+
+
+def test_twilio_signs_repeated_form_names_value_by_value() -> None:
+    pairs = [("MediaUrl", "b"), ("Body", "x"), ("MediaUrl", "a")]
+    signature = twilio_signature("https://h/p", pairs, "t")
+    # Sorted by name, then by value: the URL followed by "Bodyx", "MediaUrla", "MediaUrlb".
+    assert signature == twilio_signature("https://h/pBodyxMediaUrlaMediaUrlb", {}, "t")
+    assert verify_twilio("https://h/p", pairs, signature, "t")
+
+
+TS = "1700000000"
+BODY = b'{"data":{"event_type":"message.finalized","id":"e1"}}'
+
+
+@pytest.fixture
+def keypair() -> tuple[Ed25519PrivateKey, str]:
+    return generate_ed25519_keypair()
+
+
+def test_telnyx_signature_round_trips(keypair: tuple[Ed25519PrivateKey, str]) -> None:
+    private_key, public_b64 = keypair
+    signature = telnyx_sign(private_key, TS, BODY)
+    assert verify_telnyx(public_b64, signature, TS, BODY, now=int(TS) + 5)
+    # What is signed is exactly "timestamp|body", as Telnyx documents.
+    private_key.public_key().verify(base64.b64decode(signature), TS.encode() + b"|" + BODY)
+
+
+@pytest.mark.parametrize(
+    ("change", "now_offset"),
+    [
+        ("body", 0),
+        ("timestamp", 0),
+        ("none", 301),  # stale
+        ("none", -301),  # from the future
+        ("key", 0),
+        ("signature-base64", 0),
+        ("signature-length", 0),
+        ("timestamp-format", 0),
+        ("public-key-base64", 0),
+    ],
+)
+def test_telnyx_rejects(
+    keypair: tuple[Ed25519PrivateKey, str], change: str, now_offset: int
+) -> None:
+    private_key, public_b64 = keypair
+    signature = telnyx_sign(private_key, TS, BODY)
+    body, timestamp = BODY, TS
+    if change == "body":
+        body = BODY.replace(b"e1", b"e2")
+    elif change == "timestamp":
+        timestamp = str(int(TS) + 1)
+    elif change == "key":
+        public_b64 = generate_ed25519_keypair()[1]
+    elif change == "signature-base64":
+        signature = "not base64!"
+    elif change == "signature-length":
+        signature = base64.b64encode(base64.b64decode(signature)[:32]).decode()
+    elif change == "timestamp-format":
+        timestamp = "17e8"
+    elif change == "public-key-base64":
+        public_b64 = "AAAA"
+    assert not verify_telnyx(public_b64, signature, timestamp, body, now=int(TS) + now_offset)
+
+
+def test_telnyx_tolerance_is_inclusive_and_configurable(
+    keypair: tuple[Ed25519PrivateKey, str],
+) -> None:
+    private_key, public_b64 = keypair
+    signature = telnyx_sign(private_key, TS, BODY)
+    assert verify_telnyx(public_b64, signature, TS, BODY, now=int(TS) + 300)
+    assert not verify_telnyx(public_b64, signature, TS, BODY, now=int(TS) + 60, tolerance_s=30)
+    assert not verify_telnyx(public_b64, None, TS, BODY, now=int(TS))
+    assert not verify_telnyx(public_b64, signature, None, BODY, now=int(TS))
+
+
+def test_keys_serialise_as_raw_32_byte_base64() -> None:
+    private_key, public_b64 = generate_ed25519_keypair()
+    assert len(base64.b64decode(public_b64)) == 32
+    assert public_key_to_b64(public_key_from_b64(public_b64)) == public_b64
+    restored = private_key_from_b64(private_key_to_b64(private_key))
+    assert public_key_to_b64(restored.public_key()) == public_b64
+    with pytest.raises(ValueError, match="32 bytes"):
+        public_key_from_b64(base64.b64encode(b"short").decode())
+    with pytest.raises(ValueError, match="base64"):
+        public_key_from_b64("%%%")
+
+
+def test_the_default_sandbox_key_is_the_published_one() -> None:
+    assert SandboxConfig().telnyx_public_key_b64 == SANDBOX_TELNYX_PUBLIC_KEY_B64
