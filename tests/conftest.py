@@ -11,4 +11,9 @@ os.environ.setdefault("KOINONIA_N_PLUS_ONE_RAISE", "true")
 os.environ.setdefault("KOINONIA_STORE_PREFIX", f"koinonia-test-{os.getpid()}:")
 os.environ.setdefault("KOINONIA_JWT_SECRET", "test-secret-0123456789abcdef0123456789")
 
-pytest_plugins = ["fixtures.database", "fixtures.app", "fixtures.factories"]
+pytest_plugins = [
+    "fixtures.database",
+    "fixtures.app",
+    "fixtures.factories",
+    "fixtures.committed",
+]

@@ -12,8 +12,10 @@ TargetType = Literal["all", "branches", "groups", "members"]
 
 
 class Target(In):
-    type: TargetType = Field(description="Who receives it: everyone, or the members of some "
-                             "branches, some groups, or some members by id.")
+    type: TargetType = Field(
+        description="Who receives it: everyone, or the members of some "
+        "branches, some groups, or some members by id."
+    )
     ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
         default_factory=list, max_length=1000, description="Required unless type is `all`."
     )

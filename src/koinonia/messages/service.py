@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from koinonia.messages.schemas import (
     RecipientOut,
     StatusCounts,
 )
+from koinonia.models import Church
 from koinonia.templates.repository import TemplateRepository
 
 # Typical values for merge fields when estimating segments before the per-recipient render.
@@ -68,7 +70,9 @@ async def _check_targets(repo: MessageRepository, target_type: str, ids: list[in
         )
 
 
-async def send(session: AsyncSession, auth: AuthContext, data: MessageIn) -> MessageCreated | DryRunOut:
+async def send(
+    session: AsyncSession, auth: AuthContext, data: MessageIn
+) -> MessageCreated | DryRunOut:
     church = await ChurchRepository(session, church_id=auth.church_id).get()
     if church is None:
         raise NotFound("church", auth.church_id)
@@ -99,34 +103,17 @@ async def send(session: AsyncSession, auth: AuthContext, data: MessageIn) -> Mes
             would_exceed_quota=limit is not None and used + recipients > limit,
         )
 
-    if church.sms_number is None:
-        raise Conflict(
-            "set the church's SMS number (PATCH /church) before sending", code="no_sms_number"
-        )
-    now = datetime.now(UTC)
-    wanted = max(data.scheduled_at or now, now)
-    due = quiet_hours.release_time(
-        wanted, church.timezone, church.quiet_hours_start, church.quiet_hours_end
+    created = await enqueue(
+        session,
+        church=church,
+        plan_texts=limit,
+        content=content,
+        kind="broadcast",
+        target_type=data.target.type,
+        target_ids=data.target.ids,
+        created_by=auth.admin_id,
+        scheduled_at=data.scheduled_at,
     )
-    created = await repo.create(
-        NewMessage(
-            content=content,
-            kind="broadcast",
-            target_type=data.target.type,
-            target_ids=data.target.ids,
-            encoding=encoding,
-            segments=segments,
-            due_at=due,
-            scheduled_at=due if due > now else None,
-            created_by=auth.admin_id,
-        ),
-        month=month,
-        text_limit=limit,
-    )
-    if not created.quota_ok:
-        assert limit is not None
-        used = await repo.texts_used(month)
-        raise PlanLimitReached("texts this month", limit=limit, usage=used, requested=created.recipients)
     return MessageCreated(
         id=created.id,
         status=created.status,
@@ -134,8 +121,76 @@ async def send(session: AsyncSession, auth: AuthContext, data: MessageIn) -> Mes
         skipped_opted_out=created.skipped_opted_out,
         encoding=encoding,
         segments=segments,
-        scheduled_at=due if due > now else None,
+        scheduled_at=created.due_at if created.status == "scheduled" else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    id: int
+    status: str
+    recipients: int
+    skipped_opted_out: int
+    due_at: datetime
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    church: Church,
+    plan_texts: int | None,
+    content: str,
+    kind: str,
+    target_type: str,
+    target_ids: list[int],
+    created_by: int | None = None,
+    scheduled_at: datetime | None = None,
+    hold_for_quiet_hours: bool = True,
+    conversation_id: int | None = None,
+    recurring_id: int | None = None,
+) -> Enqueued:
+    """The one way a text gets sent, for every kind (broadcast, reply, relay, recurring,
+    welcome): message + recipients + quota reservation in one statement; workers deliver.
+
+    Raises Conflict without an SMS number and PlanLimitReached (402) when the month's texts
+    would exceed `plan_texts`; the caller's transaction then rolls back, writing nothing."""
+    if church.sms_number is None:
+        raise Conflict(
+            "set the church's SMS number (PATCH /church) before sending", code="no_sms_number"
+        )
+    now = datetime.now(UTC)
+    due = max(scheduled_at or now, now)
+    if hold_for_quiet_hours:
+        due = quiet_hours.release_time(
+            due, church.timezone, church.quiet_hours_start, church.quiet_hours_end
+        )
+    encoding, segments = _estimate(content, church.name)
+    repo = MessageRepository(session, church_id=church.id)
+    month = billing_month(now)
+    created = await repo.create(
+        NewMessage(
+            content=content,
+            kind=kind,
+            target_type=target_type,
+            target_ids=target_ids,
+            encoding=encoding,
+            segments=segments,
+            due_at=due,
+            scheduled_at=due if due > now else None,
+            created_by=created_by,
+            conversation_id=conversation_id,
+            recurring_id=recurring_id,
+        ),
+        month=month,
+        text_limit=plan_texts,
+    )
+    if not created.quota_ok:
+        assert plan_texts is not None
+        used = await repo.texts_used(month)
+        raise PlanLimitReached(
+            "texts this month", limit=plan_texts, usage=used, requested=created.recipients
+        )
+    return Enqueued(created.id, created.status, created.recipients, created.skipped_opted_out, due)
 
 
 def _message_out(row: Any) -> MessageOut:
@@ -214,4 +269,3 @@ async def cancel(session: AsyncSession, auth: AuthContext, message_id: int) -> M
     if previous in ("completed", "cancelled"):
         raise Conflict(f"message is already {previous}", code="not_cancellable")
     return await get_message(session, auth, message_id)
-
