@@ -91,9 +91,8 @@ def dev() -> None:
     except Exception as exc:
         console.print(f"[red]database not ready:[/] {exc}")
         raise typer.Exit(1) from None
-    from koinonia.devserver import run_dev
-
     from koinonia.demo import DEMO_EMAIL, DEMO_PASSWORD
+    from koinonia.devserver import run_dev
 
     console.print(
         f"\n[bold]Koinonia[/] on http://{settings.host}:{settings.port}  "

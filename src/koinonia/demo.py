@@ -16,10 +16,48 @@ DEMO_CO_ADMIN = "pastor@demo.church"
 DEMO_PASSWORD = "koinonia-demo"
 DEMO_NUMBER = "+15550100100"
 
-FIRST = ["John", "Mary", "José", "Zoë", "Grace", "Peter", "Ruth", "David", "Esther", "Samuel",
-         "Naomi", "Paul", "Lydia", "Timothy", "Anna", "Mark", "Martha", "Luke", "Chloé", "Andrés"]
-LAST = ["Smith", "Johnson", "García", "Brown", "Okafor", "Nguyen", "Müller", "Williams", "Kim",
-        "Jones", "Davis", "Martínez", "Lee", "Wilson", "Anderson", "Thomas", "Moore", "Taylor"]
+FIRST = [
+    "John",
+    "Mary",
+    "José",
+    "Zoë",
+    "Grace",
+    "Peter",
+    "Ruth",
+    "David",
+    "Esther",
+    "Samuel",
+    "Naomi",
+    "Paul",
+    "Lydia",
+    "Timothy",
+    "Anna",
+    "Mark",
+    "Martha",
+    "Luke",
+    "Chloé",
+    "Andrés",
+]
+LAST = [
+    "Smith",
+    "Johnson",
+    "García",
+    "Brown",
+    "Okafor",
+    "Nguyen",
+    "Müller",
+    "Williams",
+    "Kim",
+    "Jones",
+    "Davis",
+    "Martínez",
+    "Lee",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Moore",
+    "Taylor",
+]
 
 
 async def seed_demo(session: AsyncSession) -> bool:
@@ -47,10 +85,22 @@ async def seed_demo(session: AsyncSession) -> bool:
     await session.execute(
         insert(Admin),
         [
-            {"church_id": church_id, "email": DEMO_EMAIL, "password_hash": pw,
-             "first_name": "Demo", "last_name": "Admin", "role": "PRIMARY"},
-            {"church_id": church_id, "email": DEMO_CO_ADMIN, "password_hash": pw,
-             "first_name": "Pat", "last_name": "Pastor", "role": "CO_ADMIN"},
+            {
+                "church_id": church_id,
+                "email": DEMO_EMAIL,
+                "password_hash": pw,
+                "first_name": "Demo",
+                "last_name": "Admin",
+                "role": "PRIMARY",
+            },
+            {
+                "church_id": church_id,
+                "email": DEMO_CO_ADMIN,
+                "password_hash": pw,
+                "first_name": "Pat",
+                "last_name": "Pastor",
+                "role": "CO_ADMIN",
+            },
         ],
     )
     branch_ids = list(
@@ -68,24 +118,39 @@ async def seed_demo(session: AsyncSession) -> bool:
             )
         ).scalars()
     )
-    group_specs = [("Choir", 0), ("Youth", 0), ("Men's Fellowship", 1), ("Women's Bible Study", 1),
-                   ("Ushers", 2), ("Newcomers", 2)]
+    group_specs = [
+        ("Choir", 0),
+        ("Youth", 0),
+        ("Men's Fellowship", 1),
+        ("Women's Bible Study", 1),
+        ("Ushers", 2),
+        ("Newcomers", 2),
+    ]
     group_ids = list(
         (
             await session.execute(
                 insert(Group).returning(Group.id),
                 [
-                    {"church_id": church_id, "branch_id": branch_ids[b], "name": name,
-                     "welcome_enabled": name == "Newcomers",
-                     "welcome_text": "Welcome to {group_name}, {first_name|friend}!"}
+                    {
+                        "church_id": church_id,
+                        "branch_id": branch_ids[b],
+                        "name": name,
+                        "welcome_enabled": name == "Newcomers",
+                        "welcome_text": "Welcome to {group_name}, {first_name|friend}!",
+                    }
                     for name, b in group_specs
                 ],
             )
         ).scalars()
     )
     members = [
-        {"church_id": church_id, "first_name": rng.choice(FIRST), "last_name": rng.choice(LAST),
-         "phone": f"+1202555{i:04d}", "consent": "opted_out" if i % 40 == 39 else "opted_in"}
+        {
+            "church_id": church_id,
+            "first_name": rng.choice(FIRST),
+            "last_name": rng.choice(LAST),
+            "phone": f"+1202555{i:04d}",
+            "consent": "opted_out" if i % 40 == 39 else "opted_in",
+        }
         for i in range(200)
     ]
     member_ids = list(
@@ -101,10 +166,18 @@ async def seed_demo(session: AsyncSession) -> bool:
     await session.execute(
         insert(Template),
         [
-            {"church_id": church_id, "name": "Sunday reminder", "category": "service_reminder",
-             "content": "Hi {first_name|friend}, see you Sunday at 10am at {church_name}!"},
-            {"church_id": church_id, "name": "Prayer night", "category": "prayer",
-             "content": "Prayer night this Wednesday 7pm. All welcome."},
+            {
+                "church_id": church_id,
+                "name": "Sunday reminder",
+                "category": "service_reminder",
+                "content": "Hi {first_name|friend}, see you Sunday at 10am at {church_name}!",
+            },
+            {
+                "church_id": church_id,
+                "name": "Prayer night",
+                "category": "prayer",
+                "content": "Prayer night this Wednesday 7pm. All welcome.",
+            },
         ],
     )
     return True

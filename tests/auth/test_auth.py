@@ -88,9 +88,7 @@ async def test_access_token_is_not_a_refresh_token(
     assert r.status_code == 401
 
 
-async def test_logout_revokes_access_and_refresh(
-    client: httpx.AsyncClient, tenant: Tenant
-) -> None:
+async def test_logout_revokes_access_and_refresh(client: httpx.AsyncClient, tenant: Tenant) -> None:
     assert (await client.get("/api/v1/auth/me", headers=tenant.headers)).status_code == 200
     r = await client.post("/api/v1/auth/logout", headers=tenant.headers)
     assert r.status_code == 204

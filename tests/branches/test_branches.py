@@ -24,7 +24,9 @@ async def test_crud_roundtrip(client: httpx.AsyncClient, tenant: Tenant) -> None
     assert r.json()["name"] == "Downtown"
     r = await client.get(f"/api/v1/branches/{bid}", headers=tenant.headers)
     assert r.status_code == 200 and r.json()["address"] == "1 Main St"
-    assert (await client.delete(f"/api/v1/branches/{bid}", headers=tenant.headers)).status_code == 204
+    assert (
+        await client.delete(f"/api/v1/branches/{bid}", headers=tenant.headers)
+    ).status_code == 204
     assert (await client.get(f"/api/v1/branches/{bid}", headers=tenant.headers)).status_code == 404
 
 

@@ -82,16 +82,20 @@ async def test_invite_conflict_and_plan_limit(
 ) -> None:
     starter = await make_tenant(session, plan="starter", status="active")
     r = await client.post(
-        "/api/v1/admins", json={"email": starter.email, "first_name": "Dup"}, headers=starter.headers
+        "/api/v1/admins",
+        json={"email": starter.email, "first_name": "Dup"},
+        headers=starter.headers,
     )
     assert r.status_code == 409
     ok = await client.post(
-        "/api/v1/admins", json={"email": "one@example.org", "first_name": "One"},
+        "/api/v1/admins",
+        json={"email": "one@example.org", "first_name": "One"},
         headers=starter.headers,
     )
     assert ok.status_code == 201
     r = await client.post(
-        "/api/v1/admins", json={"email": "two@example.org", "first_name": "Two"},
+        "/api/v1/admins",
+        json={"email": "two@example.org", "first_name": "Two"},
         headers=starter.headers,
     )
     assert r.status_code == 402 and (r.json()["limit"], r.json()["usage"]) == (1, 1)

@@ -25,7 +25,9 @@ async def test_migrations_match_models(engine: AsyncEngine) -> None:
         names = {
             r[0]
             for r in (
-                await conn.exec_driver_sql("SELECT indexname FROM pg_indexes WHERE schemaname='public'")
+                await conn.exec_driver_sql(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname='public'"
+                )
             ).all()
         }
     assert {

@@ -44,9 +44,13 @@ async def test_repeats_below_threshold_pass(connection: AsyncConnection) -> None
     assert stats.count == 4 and not stats.flagged
 
 
-async def test_slow_query_is_logged(connection: AsyncConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_slow_query_is_logged(
+    connection: AsyncConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = get_settings()
-    monkeypatch.setattr(observe, "_settings", settings.model_copy(update={"slow_query_warn_ms": 50}))
+    monkeypatch.setattr(
+        observe, "_settings", settings.model_copy(update={"slow_query_warn_ms": 50})
+    )
     with capture_logs() as logs, observe.track("job"):
         await connection.execute(text("SELECT pg_sleep(0.06)"))
     slow = [e for e in logs if e["event"] == "slow_query"]
@@ -77,6 +81,8 @@ async def test_health_and_ready(client: httpx.AsyncClient) -> None:
 async def test_huge_body_is_413(client: httpx.AsyncClient, tenant: Tenant) -> None:
     big = b'{"name": "' + b"x" * 2_000_000 + b'"}'
     r = await client.post(
-        "/api/v1/branches", content=big, headers={**tenant.headers, "content-type": "application/json"}
+        "/api/v1/branches",
+        content=big,
+        headers={**tenant.headers, "content-type": "application/json"},
     )
     assert r.status_code == 413 and r.json()["error"] == "payload_too_large"

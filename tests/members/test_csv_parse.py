@@ -6,6 +6,8 @@ import csv
 import io
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from koinonia.kit.phones import PhoneError, normalize_phone
 from koinonia.members.csv_import import (
@@ -25,9 +27,9 @@ def phone_reason(raw: str) -> str:
     return caught.value.reason
 
 
-def file_error(data: bytes, **kwargs: int) -> ImportFileError:
+def file_error(data: bytes, *, max_rows: int = 100_000, max_bytes: int = 2**25) -> ImportFileError:
     with pytest.raises(ImportFileError) as caught:
-        parse_member_csv(data, **kwargs)  # type: ignore[arg-type]
+        parse_member_csv(data, max_rows=max_rows, max_bytes=max_bytes)
     return caught.value
 
 
@@ -249,6 +251,12 @@ def test_full_name_column_is_split_on_the_last_space() -> None:
     assert parsed.errors == [RowError(5, "name", None, "missing name")]
 
 
+def test_full_name_too_long_reports_the_name_cell() -> None:
+    name = "Ann " + "B" * 101
+    parsed = parse_member_csv(f"Name,Phone\n{name},2015550100\n".encode())
+    assert parsed.errors == [RowError(2, "name", name, "too long: 101 characters (at most 100)")]
+
+
 def test_name_next_to_surname_is_the_first_name() -> None:
     data = b"Name;Surname;Mobile\nAnna Maria;Rossi;+39 06 6982 0001\n"
     assert parse_member_csv(data).rows == [row(2, "Anna Maria", "Rossi", "+390669820001")]
@@ -453,7 +461,7 @@ def test_invalid_email_is_a_warning_and_the_member_is_imported() -> None:
         RowError(4, "email", "cy@gmail,com", warning, "warning"),
         RowError(5, "email", "di at example.org", warning, "warning"),
         RowError(8, "phone", None, "missing phone"),
-        RowError(8, "email", "gus@", warning, "warning"),
+        RowError(8, "email", "gus@", "invalid email", "warning"),
     ]
     assert parsed.rejected_rows == 2
 
@@ -560,11 +568,51 @@ def test_errors_csv_neutralises_spreadsheet_formulas() -> None:
 
 
 def test_report_of_a_parsed_file() -> None:
-    parsed = parse_member_csv(b"first,phone,email\nAnn,12345,\n,2015550100,x@\n")
+    parsed = parse_member_csv(b"first,phone,email\nAnn,12345,\n,2015550100,x@\nBo,2015550101,y@\n")
     report = list(csv.reader(io.StringIO(errors_csv(parsed.errors), newline="")))
     assert report == [
         ["row", "column", "value", "reason", "severity"],
         ["2", "phone", "12345", phone_reason("12345"), "error"],
         ["3", "first_name", "", "missing first name", "error"],
-        ["3", "email", "x@", "invalid email: member imported without it", "warning"],
+        ["3", "email", "x@", "invalid email", "warning"],
+        ["4", "email", "y@", "invalid email: member imported without it", "warning"],
     ]
+
+
+# --- properties -------------------------------------------------------------------------------
+
+_FUZZ = settings(
+    max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@_FUZZ
+@given(st.binary(max_size=600))
+def test_any_bytes_give_a_result_or_a_file_error(data: bytes) -> None:
+    try:
+        parsed = parse_member_csv(b"first,last,phone,email\n" + data)
+    except ImportFileError as error:
+        assert error.reason
+        return
+    assert len(parsed.rows) <= parsed.total_rows
+    numbers = [r.row_number for r in parsed.rows]
+    assert numbers == sorted(set(numbers))
+    assert len({r.phone for r in parsed.rows}) == len(parsed.rows)
+
+
+_cell = st.text(st.characters(blacklist_categories=["Cs"]), max_size=30)
+
+
+@_FUZZ
+@given(st.lists(st.tuples(st.integers(1, 10**6), _cell, _cell, _cell), max_size=20))
+def test_errors_csv_round_trips_any_text(items: list[tuple[int, str, str, str]]) -> None:
+    errors = [
+        RowError(n, column or None, value, reason or "x") for n, column, value, reason in items
+    ]
+    back = list(csv.reader(io.StringIO(errors_csv(errors), newline="")))
+    assert back[0] == ["row", "column", "value", "reason", "severity"]
+    assert len(back) == len(errors) + 1
+    for error, line in zip(errors, back[1:], strict=True):
+        value = line[2][1:] if line[2] != error.value and line[2].startswith("'") else line[2]
+        assert line == [str(error.row_number), error.column or "", line[2], error.reason, "error"]
+        assert value == error.value

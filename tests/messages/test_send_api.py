@@ -18,7 +18,9 @@ async def test_broadcast_to_all_creates_recipients(
 ) -> None:
     await make_members(session, tenant.church_id, 5)
     await make_members(session, tenant.church_id, 2, consent="opted_out")
-    r = await _post(client, tenant, {"content": "Hello {first_name|friend}!", "target": {"type": "all"}})
+    r = await _post(
+        client, tenant, {"content": "Hello {first_name|friend}!", "target": {"type": "all"}}
+    )
     assert r.status_code == 202, r.text
     body = r.json()
     assert (body["recipient_count"], body["skipped_opted_out"], body["status"]) == (5, 2, "queued")
@@ -69,7 +71,9 @@ async def test_validation(
     r = await _post(client, tenant, {"content": "x", "target": {"type": "groups", "ids": [og]}})
     assert r.status_code == 422 and "target.ids" in r.json()["fields"]
     r = await _post(
-        client, tenant, {"content": "x", "target": {"type": "all"}, "scheduled_at": "2026-12-01T10:00"}
+        client,
+        tenant,
+        {"content": "x", "target": {"type": "all"}, "scheduled_at": "2026-12-01T10:00"},
     )
     assert r.status_code == 422 and "scheduled_at" in r.json()["fields"]
 

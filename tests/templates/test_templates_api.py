@@ -21,11 +21,6 @@ URL = "/api/v1/templates"
 Counter = Callable[[], AbstractContextManager[StatementLog]]
 
 
-def queries(log: StatementLog) -> int:
-    """Statements the request ran, without the savepoints of the test harness."""
-    return sum("SAVEPOINT" not in s for s in log.statements)
-
-
 async def make_templates(
     session: AsyncSession, church_id: int, count: int, *, category: str = "event"
 ) -> list[int]:
@@ -208,5 +203,4 @@ async def test_list_statements_flat(
     with count_statements() as hundred:
         r = await client.get(URL, params={"limit": 200}, headers=tenant.headers)
     assert len(r.json()["items"]) == 100
-    assert one.count == hundred.count
-    assert queries(one) == queries(hundred) == 2  # auth + the page
+    assert one.count == hundred.count == 2  # auth + the page

@@ -35,9 +35,11 @@ async def _member(s: AsyncSession, t: Tenant, ids: dict[str, int]) -> int:
 
 
 async def _template(s: AsyncSession, t: Tenant, ids: dict[str, int]) -> int:
-    stmt = insert(Template).values(
-        church_id=t.church_id, name="T", content="Hi", category="event"
-    ).returning(Template.id)
+    stmt = (
+        insert(Template)
+        .values(church_id=t.church_id, name="T", content="Hi", category="event")
+        .returning(Template.id)
+    )
     tid = (await s.execute(stmt)).scalar_one()
     await s.commit()
     return int(tid)

@@ -27,18 +27,18 @@ class BranchRepository:
             .correlate(Branch)
             .scalar_subquery()
         )
-        return select(
-            Branch, groups.label("group_count"), members.label("member_count")
-        ).where(Branch.church_id == self.church_id)
+        return select(Branch, groups.label("group_count"), members.label("member_count")).where(
+            Branch.church_id == self.church_id
+        )
 
-    async def list(self, *, after_id: int | None, limit: int) -> list[Row[Any]]:
+    async def list(self, *, after_id: int | None, limit: int) -> list[Row[Branch, int, int]]:
         stmt = self._with_counts()
         if after_id is not None:
             stmt = stmt.where(Branch.id > after_id)
         stmt = stmt.order_by(Branch.id).limit(limit + 1)
         return list((await self.session.execute(stmt)).all())
 
-    async def get_with_counts(self, branch_id: int) -> Row[Any] | None:
+    async def get_with_counts(self, branch_id: int) -> Row[Branch, int, int] | None:
         stmt = self._with_counts().where(Branch.id == branch_id)
         return (await self.session.execute(stmt)).one_or_none()
 

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from koinonia.kit.schemas import In, Out, Phone, Title
+from koinonia.kit.schemas import In, Out, Phone, Title, not_null
 
 Address = Annotated[str, StringConstraints(max_length=500)]
 Description = Annotated[str, StringConstraints(max_length=5000)]
@@ -25,6 +25,8 @@ class BranchPatch(In):
     phone: Phone | None = None
     description: Description | None = None
     is_active: bool | None = None
+
+    _not_null = not_null("name", "is_active")
 
 
 class BranchOut(Out):

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,12 +11,12 @@ from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached
 from koinonia.kit.pagination import decode_cursor, page_of
 from koinonia.kit.tenancy import lock_church
+from koinonia.models import Branch
 
 
-def _out(row: Row[Any]) -> BranchOut:
-    branch, group_count, member_count = row
-    out = BranchOut.model_validate(branch)
-    out.group_count, out.member_count = group_count, member_count
+def _out(row: Row[Branch, int, int]) -> BranchOut:
+    out = BranchOut.model_validate(row[0])
+    out.group_count, out.member_count = row[1], row[2]
     return out
 
 

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import EmailStr, Field, StringConstraints, model_validator
 
-from koinonia.kit.schemas import In, Name, OptionalName, Out, Phone, TimeZone, Title
+from koinonia.kit.schemas import In, Name, OptionalName, Out, Phone, TimeZone, Title, not_null
 
 
 class ChurchOut(Out):
@@ -42,12 +42,14 @@ class ChurchPatch(In):
     quiet_hours_end: time | None = Field(None, description="Church-local time they end (08:00).")
     unknown_sender_reply: Annotated[str, StringConstraints(max_length=480)] | None = None
 
+    _not_null = not_null("name", "contact_email", "timezone", "sms_provider", "conversation_mode")
+
     @model_validator(mode="after")
     def _quiet_hours_pair(self) -> ChurchPatch:
         given = self.model_fields_set & {"quiet_hours_start", "quiet_hours_end"}
-        if len(given) == 1 or (given and (self.quiet_hours_start is None) != (
-            self.quiet_hours_end is None
-        )):
+        if len(given) == 1 or (
+            given and (self.quiet_hours_start is None) != (self.quiet_hours_end is None)
+        ):
             raise ValueError("quiet_hours_start and quiet_hours_end are set (or cleared) together")
         return self
 

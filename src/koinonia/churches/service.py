@@ -75,9 +75,7 @@ async def invite_admin(session: AsyncSession, auth: AuthContext, data: AdminInvi
         if constraint_of(exc) == "uq_admins_email_lower":
             raise Conflict("an account with this email exists", fields={"email": "taken"}) from None
         raise
-    return AdminInvited(
-        **AdminOut.model_validate(admin).model_dump(), temporary_password=temporary
-    )
+    return AdminInvited(**AdminOut.model_validate(admin).model_dump(), temporary_password=temporary)
 
 
 async def remove_admin(session: AsyncSession, auth: AuthContext, admin_id: int) -> None:

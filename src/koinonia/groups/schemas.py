@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints
 
-from koinonia.kit.schemas import In, Out, Title
+from koinonia.kit.schemas import In, Out, Title, not_null
 from koinonia.members.schemas import MemberIn, MemberOut
 
 BIGINT_MAX = 2**63 - 1
@@ -14,13 +14,6 @@ Description = Annotated[str, StringConstraints(max_length=5000)]
 # Three GSM-7 segments, so a welcome text stays cheap.
 WelcomeText = Annotated[str, StringConstraints(max_length=480)]
 MAX_MEMBER_IDS = 1000
-
-
-def _not_null(value: object) -> object:
-    """Explicit null for a NOT NULL column is an error on that field; omitting it is fine."""
-    if value is None:
-        raise ValueError("may not be null")
-    return value
 
 
 class GroupIn(In):
@@ -40,7 +33,7 @@ class GroupPatch(In):
     welcome_enabled: bool | None = None
     welcome_text: WelcomeText | None = None
 
-    _not_null = field_validator("branch_id", "name", "welcome_enabled", mode="before")(_not_null)
+    _not_null = not_null("branch_id", "name", "welcome_enabled")
 
 
 class GroupOut(Out):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -61,7 +61,9 @@ def decode_cursor(cursor: str | None, *types: type) -> tuple[Any, ...] | None:
         raise ValidationFailed.field("cursor", "malformed cursor") from None
 
 
-def page_of(rows: Sequence[T], limit: int, key: Any) -> tuple[list[T], str | None]:
+def page_of(
+    rows: Sequence[T], limit: int, key: Callable[[T], Sequence[Any]]
+) -> tuple[list[T], str | None]:
     """Rows were fetched with LIMIT limit+1: trim the extra one and make the next cursor."""
     if len(rows) > limit:
         items = list(rows[:limit])

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
 
 from koinonia.config import get_settings
 from koinonia.kit.phones import PhoneError, normalize_phone
@@ -16,6 +16,18 @@ class In(BaseModel):
     """Request bodies: unknown fields are an error, so typos don't silently do nothing."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _reject_null(value: object) -> object:
+    if value is None:
+        raise ValueError("may not be null")
+    return value
+
+
+def not_null(*fields: str) -> Any:
+    """For PATCH bodies: omitting a field leaves it alone, but an explicit null on a column
+    that cannot be null is a 422 on that field (not a database error)."""
+    return field_validator(*fields, mode="before")(_reject_null)
 
 
 class Out(BaseModel):

@@ -91,8 +91,8 @@ class RedisStore:
 
     async def get(self, key: str) -> bytes | None:
         try:
-            value: bytes | None = await self._redis.get(self._prefix + key)
-            return value
+            value = await self._redis.get(self._prefix + key)
+            return value.encode() if isinstance(value, str) else value
         except Exception as exc:
             self._degraded("get", exc)
             return None

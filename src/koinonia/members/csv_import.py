@@ -319,8 +319,8 @@ def _phone_error_reason(raw: str, error: PhoneError) -> str:
 
 
 # A row that passed the cheap checks, waiting for the bulk phone check:
-# (row number, first name, last name, raw phone or "", email, errors so far, email warning).
-_Pending = tuple[int, str, str, str, str | None, list[RowError] | None, RowError | None]
+# (row number, first name, last name, raw phone or "", email, errors so far, invalid email).
+_Pending = tuple[int, str, str, str, str | None, list[RowError] | None, str | None]
 
 
 def _check_rows(
@@ -378,19 +378,18 @@ def _check_rows(
             errors = _row_errors(row_number, first, last, phone, first_raw, last_raw, columns)
 
         email: str | None = None
-        warning: RowError | None = None
+        bad_email: str | None = None
         if email_raw:
             if len(email_raw) <= MAX_EMAIL_LENGTH and email_ok(email_raw):
                 email = email_raw
             else:
-                reason = "invalid email: member imported without it"
-                warning = RowError(row_number, "email", _shown(email_raw), reason, "warning")
+                bad_email = email_raw
         if phone:
             # Numbers that went through a float (pandas, some Sheets exports) end in ".0".
             raw_phones.append(
                 phone[:-2] if phone.endswith(".0") and phone[:-2].isdigit() else phone
             )
-        pending.append((row_number, first, last, phone, email, errors, warning))
+        pending.append((row_number, first, last, phone, email, errors, bad_email))
     return pending, raw_phones, total
 
 
@@ -410,6 +409,8 @@ def _row_errors(
     if not first:
         reason = "missing name" if first_label == "name" else "missing first name"
         errors.append(RowError(row_number, first_label, first_raw.strip() or None, reason))
+    if columns.split_name:
+        last_raw = first_raw  # both halves come from the one name cell
     for label, value, raw in ((first_label, first, first_raw), (last_label, last, last_raw)):
         if len(value) > MAX_NAME_LENGTH:
             reason = f"too long: {len(value)} characters (at most {MAX_NAME_LENGTH})"
@@ -428,13 +429,15 @@ def _check_phones(
     errors: list[RowError] = []
     first_row_by_phone: dict[str, int] = {}
     claim = first_row_by_phone.setdefault
-    for row_number, first, last, raw, email, row_errors, warning in pending:
+    for row_number, first, last, raw, email, row_errors, bad_email in pending:
+        imported = False
         if raw:
             phone = next(phones)
             if row_errors is None and type(phone) is str:  # the common case: a good row
                 seen = claim(phone, row_number)
                 if seen == row_number:
                     rows.append(ImportRow(row_number, first, last, phone, email))
+                    imported = True
                 else:
                     reason = f"duplicate of row {seen} in this file"
                     errors.append(RowError(row_number, "phone", _shown(raw), reason))
@@ -446,8 +449,9 @@ def _check_phones(
                 ]
         if row_errors:
             errors.extend(row_errors)
-        if warning is not None:
-            errors.append(warning)
+        if bad_email is not None:
+            reason = "invalid email: member imported without it" if imported else "invalid email"
+            errors.append(RowError(row_number, "email", _shown(bad_email), reason, "warning"))
     return rows, errors
 
 

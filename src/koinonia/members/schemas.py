@@ -3,18 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import EmailStr, Field, field_validator
+from pydantic import EmailStr, Field
 
-from koinonia.kit.schemas import In, Name, OptionalName, Out, Phone
+from koinonia.kit.schemas import In, Name, OptionalName, Out, Phone, not_null
 
 Consent = Literal["opted_in", "opted_out"]
-
-
-def _not_null(value: object) -> object:
-    """Explicit null for a NOT NULL column is an error on that field; omitting it is fine."""
-    if value is None:
-        raise ValueError("may not be null")
-    return value
 
 
 class MemberIn(In):
@@ -37,9 +30,7 @@ class MemberPatch(In):
         None, description="A change records the time and source `admin`."
     )
 
-    _not_null = field_validator("first_name", "last_name", "phone", "consent", mode="before")(
-        _not_null
-    )
+    _not_null = not_null("first_name", "last_name", "phone", "consent")
 
 
 class MemberOut(Out):

@@ -184,7 +184,7 @@ class MessageRepository:
         used = await self.session.execute(stmt, {"church_id": self.church_id, "month": month})
         return int(used.scalar_one())
 
-    async def list(
+    async def history(
         self,
         *,
         before: tuple[datetime, int] | None,

@@ -226,7 +226,7 @@ async def list_messages(
     status: str | None,
 ) -> tuple[list[MessageOut], str | None]:
     key = decode_cursor(cursor, datetime, int)
-    rows = await MessageRepository(session, church_id=auth.church_id).list(
+    rows = await MessageRepository(session, church_id=auth.church_id).history(
         before=(key[0], key[1]) if key else None, limit=limit, kind=kind, status=status
     )
     items, next_cursor = page_of(rows, limit, lambda r: (r.created_at, r.id))

@@ -51,3 +51,13 @@ class TemplateRepository:
             .returning(Template.id)
         )
         return (await self.session.execute(stmt)).first() is not None
+
+    async def use(self, template_id: int) -> str | None:
+        """The template's content for a send, counting the use (one statement)."""
+        stmt = (
+            update(Template)
+            .where(Template.church_id == self.church_id, Template.id == template_id)
+            .values(usage_count=Template.usage_count + 1)
+            .returning(Template.content)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()

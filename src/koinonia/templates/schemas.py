@@ -3,21 +3,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints
 
-from koinonia.kit.schemas import In, Out, Title
+from koinonia.kit.schemas import In, Out, Title, not_null
 
 # Must equal koinonia.models.template.TEMPLATE_CATEGORIES (a test holds them together): mypy and
 # OpenAPI need the values spelled out.
 Category = Literal["service_reminder", "event", "prayer", "thank_you", "welcome", "offering"]
 Content = Annotated[str, StringConstraints(min_length=1, max_length=1600)]
-
-
-def _not_null(value: object) -> object:
-    """Explicit null for a NOT NULL column is an error on that field; omitting it is fine."""
-    if value is None:
-        raise ValueError("may not be null")
-    return value
 
 
 class TemplateIn(In):
@@ -31,7 +24,7 @@ class TemplatePatch(In):
     content: Content | None = None
     category: Category | None = None
 
-    _not_null = field_validator("name", "content", "category", mode="before")(_not_null)
+    _not_null = not_null("name", "content", "category")
 
 
 class TemplateOut(Out):
