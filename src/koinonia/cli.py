@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from koinonia.config import Settings, get_settings
+from koinonia.kit.errors import KoinoniaError
 
 app = typer.Typer(help="Koinonia: texting for churches.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -103,6 +105,68 @@ def dev() -> None:
         highlight=False,
     )
     run_dev(settings)
+
+
+@app.command("import")
+def import_csv(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    church: Annotated[int, typer.Option(help="church id")],
+    group: Annotated[int, typer.Option(help="group id (of that church)")],
+    errors_to: Annotated[
+        Path | None, typer.Option(help="write the rejected rows to this CSV")
+    ] = None,
+) -> None:
+    """Import members from a CSV file into a group (same rules as the API endpoint)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    settings = load_settings()
+
+    async def run() -> None:
+        from koinonia.billing.plans import effective_plan
+        from koinonia.churches.repository import ChurchRepository
+        from koinonia.db.engine import dispose_engine, init_engine
+        from koinonia.db.migrate import migrate
+        from koinonia.db.session import job_session
+        from koinonia.members.importer import import_members
+
+        await migrate(init_engine(settings))
+        try:
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=console,
+            ) as bar:
+                task = bar.add_task(f"importing {file.name}", total=None)
+                async with job_session() as session:
+                    found = await ChurchRepository(session, church_id=church).get()
+                    if found is None:
+                        raise typer.BadParameter(f"no church {church}", param_hint="--church")
+                    report = await import_members(
+                        session,
+                        church_id=church,
+                        plan=effective_plan(found.plan, found.subscription_status),
+                        group_id=group,
+                        data=file.read_bytes(),
+                        region=settings.default_region,
+                        progress=lambda phase: bar.update(task, description=phase),
+                    )
+        finally:
+            await dispose_engine()
+        console.print(
+            f"{report.total_rows} rows: {report.created} created, "
+            f"{report.already_members} already members, {report.added_to_group} added to the "
+            f"group, {report.rejected} rejected, {report.warnings} warnings"
+        )
+        if errors_to is not None and report.errors:
+            errors_to.write_text(report.errors_csv())
+            console.print(f"rejected rows written to {errors_to}")
+
+    try:
+        asyncio.run(run())
+    except KoinoniaError as exc:
+        console.print(f"[red]{exc.code}:[/] {exc.detail}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:  # pragma: no cover

@@ -103,8 +103,12 @@ async def test_every_id_route_hides_other_churches(
         for p in params:
             ids[p] = await FACTORIES[p](session, other, ids)
         url = path.format(**ids)
-        body = BODIES.get((method, path), {} if method in {"POST", "PATCH", "PUT"} else None)
-        r = await client.request(method, url, json=body, headers=tenant.headers)
+        if path.endswith("/import"):
+            files = {"file": ("m.csv", b"first_name,phone\nA,3035550101\n", "text/csv")}
+            r = await client.request(method, url, files=files, headers=tenant.headers)
+        else:
+            body = BODIES.get((method, path), {} if method in {"POST", "PATCH", "PUT"} else None)
+            r = await client.request(method, url, json=body, headers=tenant.headers)
         if r.status_code != 404:
             failures.append(f"{method} {path}: {r.status_code} {r.text[:200]}")
     assert not failures, "\n".join(failures)

@@ -84,6 +84,16 @@ def record(statement: str, seconds: float) -> None:
             raise NPlusOneDetected(f"{stats.label}: statement repeated {threshold}x: {statement}")
 
 
+@contextmanager
+def timed(statement: str) -> Iterator[None]:
+    """Account work that bypasses SQLAlchemy's cursor events (asyncpg COPY) as a statement."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        record(statement, time.perf_counter() - started)
+
+
 def _before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
     conn.info.setdefault("koinonia_t0", []).append(time.perf_counter())
 

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import asdict
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, File, Query, Response, UploadFile, status
 
-from koinonia.auth.deps import Auth, DbSession
+from koinonia.auth.deps import Auth, DbSession, SettingsDep
 from koinonia.groups import service
 from koinonia.groups.schemas import (
     GroupIn,
@@ -16,6 +17,8 @@ from koinonia.groups.schemas import (
 )
 from koinonia.kit.pagination import DEFAULT_LIMIT, Page
 from koinonia.kit.params import Cursor, Id, Limit
+from koinonia.members import importer
+from koinonia.members.schemas import ImportResult, ImportRowError
 
 router = APIRouter(prefix="/groups", tags=["groups"])
 
@@ -100,3 +103,63 @@ async def add_group_members(
 async def remove_group_member(group_id: Id, member_id: Id, auth: Auth, session: DbSession) -> None:
     """Removes the member from the group (404 when they are not in it); the member stays."""
     await service.remove_group_member(session, auth, group_id, member_id)
+
+
+@router.post(
+    "/{group_id}/members/import",
+    response_model=ImportResult,
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON report, or CSV errors"}},
+)
+async def import_group_members(
+    group_id: Id,
+    auth: Auth,
+    session: DbSession,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="CSV with a header row.")],
+    report: Annotated[
+        Literal["json", "csv"],
+        Query(description="`csv` answers with the rejected rows as a downloadable CSV."),
+    ] = "json",
+) -> ImportResult | Response:
+    """Import members from a CSV file into this group.
+
+    Header row required; columns first name, last name, phone, email in any order and case,
+    with common aliases (`First Name`, `first_name`, `Phone Number`, `Mobile`...); extra
+    columns are ignored. UTF-8 (with or without BOM), Windows-1252 and Latin-1 are detected.
+    Every row is validated: valid rows are imported, each rejected row is reported with its row
+    number, column and reason. Members with a phone already in the church are reused (never
+    duplicated; opted-out members stay opted out). All or nothing: a failure imports nothing.
+    402 when the new members would exceed the plan (with how many fit); 413 over the size
+    limit; 422 for a file that is not a usable CSV (no header, no phone column...)."""
+    data = await file.read()
+    result = await importer.import_members(
+        session,
+        church_id=auth.church_id,
+        plan=auth.plan,
+        group_id=group_id,
+        data=data,
+        region=settings.default_region,
+    )
+    if report == "csv":
+        return Response(
+            result.errors_csv(),
+            media_type="text/csv",
+            headers={
+                "Content-Disposition": f'attachment; filename="import-errors-group-{group_id}.csv"',
+                "X-Import-Created": str(result.created),
+                "X-Import-Rejected": str(result.rejected),
+            },
+        )
+    return ImportResult(
+        **{k: v for k, v in asdict(result).items() if k != "errors"},
+        errors=[
+            ImportRowError(
+                row=e.row_number,
+                column=e.column,
+                value=e.value,
+                reason=e.reason,
+                severity=e.severity,
+            )
+            for e in result.errors
+        ],
+    )

@@ -55,3 +55,26 @@ class MemberGroup(Out):
 
 class MemberDetail(MemberOut):
     groups: list[MemberGroup] = Field(description="Groups the member belongs to, by id.")
+
+
+class ImportRowError(Out):
+    row: int = Field(description="Row number as a spreadsheet shows it (the header is row 1).")
+    column: str | None
+    value: str | None
+    reason: str
+    severity: Literal["error", "warning"] = Field(
+        description="error: the row was not imported; warning: imported without that value."
+    )
+
+
+class ImportResult(Out):
+    total_rows: int = Field(description="Data rows in the file (blank lines excluded).")
+    valid_rows: int
+    created: int = Field(description="New members created.")
+    already_members: int = Field(description="Rows whose phone was already a member: reused.")
+    added_to_group: int
+    already_in_group: int
+    rejected: int = Field(description="Rows not imported; see `errors`.")
+    warnings: int
+    encoding: str = Field(description="Detected file encoding.")
+    errors: list[ImportRowError]
