@@ -5,8 +5,12 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Float,
+    Numeric,
     Row,
+    and_,
     case,
+    cast,
     delete,
     exists,
     func,
@@ -34,14 +38,34 @@ def _like_escape(value: str) -> str:
 
 def search_clause(q: str) -> ColumnElement[bool]:
     """Name substring, case- and accent-insensitive; or, when `q` holds 4+ digits, phone digits.
-
-    A simple, correct filter: ranking and the fast search path belong to the search feature.
-    """
+    Spelled so the trigram indexes (church_id + folded name / phone) serve it."""
     name = FOLDED_NAME.like(func.concat("%", func.koinonia_fold(_like_escape(q)), "%"))
     digits = re.sub(r"\D", "", q)
     if len(digits) >= PHONE_DIGITS_MIN:
         return or_(name, Member.phone.like(f"%{digits}%"))
     return name
+
+
+def search_rank(q: str) -> ColumnElement[float]:
+    """Best first: the full name starts with q, then a later word does, then any substring,
+    each refined by trigram similarity; phone-digit matches rank by how much of the number
+    they cover. Rounded so the keyset cursor compares exactly."""
+    folded = func.koinonia_fold(_like_escape(q))
+    name_rank = case(
+        (FOLDED_NAME.like(func.concat(folded, "%")), 3.0),
+        (FOLDED_NAME.like(func.concat("% ", folded, "%")), 2.0),
+        (FOLDED_NAME.like(func.concat("%", folded, "%")), 1.0),
+        else_=0.0,
+    ) + func.similarity(FOLDED_NAME, func.koinonia_fold(q))
+    digits = re.sub(r"\D", "", q)
+    rank: ColumnElement[Any] = name_rank
+    if len(digits) >= PHONE_DIGITS_MIN:
+        phone_rank = case(
+            (Member.phone.like(f"%{digits}%"), 1.0 + len(digits) / func.length(Member.phone)),
+            else_=0.0,
+        )
+        rank = func.greatest(name_rank, phone_rank)
+    return func.round(cast(rank, Numeric), 6).cast(Float)
 
 
 class MemberRepository:
@@ -58,8 +82,12 @@ class MemberRepository:
         branch_id: int | None = None,
         consent: str | None = None,
         q: str | None = None,
-    ) -> list[Member]:
-        stmt = select(Member).where(Member.church_id == self.church_id)
+        after_rank: float | None = None,
+    ) -> list[Row[Member, float]]:
+        """A page of members: by id, or with `q` by search rank (best first) then id; the
+        keyset is (id) or (rank, id) accordingly."""
+        rank = search_rank(q) if q else literal_column("0.0").cast(Float)
+        stmt = select(Member, rank.label("rank")).where(Member.church_id == self.church_id)
         if group_id is not None:
             stmt = stmt.where(
                 exists().where(GroupMember.member_id == Member.id, GroupMember.group_id == group_id)
@@ -74,10 +102,16 @@ class MemberRepository:
             stmt = stmt.where(Member.consent == consent)
         if q:
             stmt = stmt.where(search_clause(q))
-        if after_id is not None:
-            stmt = stmt.where(Member.id > after_id)
-        stmt = stmt.order_by(Member.id).limit(limit + 1)
-        return list((await self.session.execute(stmt)).scalars())
+            if after_id is not None and after_rank is not None:
+                stmt = stmt.where(
+                    or_(rank < after_rank, and_(rank == after_rank, Member.id > after_id))
+                )
+            stmt = stmt.order_by(rank.desc(), Member.id)
+        else:
+            if after_id is not None:
+                stmt = stmt.where(Member.id > after_id)
+            stmt = stmt.order_by(Member.id)
+        return list((await self.session.execute(stmt.limit(limit + 1))).all())
 
     async def get(self, member_id: int) -> Member | None:
         stmt = select(Member).where(Member.church_id == self.church_id, Member.id == member_id)

@@ -51,17 +51,30 @@ async def list_members(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[MemberOut], str | None]:
-    key = decode_cursor(cursor, int)
+    q = q.strip() if q and q.strip() else None
+    # Searching pages by (rank, id), plain listing by id: the cursor holds the matching key.
+    after_rank: float | None = None
+    after_id: int | None = None
+    if q:
+        ranked = decode_cursor(cursor, float, int)
+        if ranked:
+            after_rank, after_id = ranked
+    else:
+        plain = decode_cursor(cursor, int)
+        after_id = plain[0] if plain else None
     rows = await MemberRepository(session, church_id=auth.church_id).list(
-        after_id=key[0] if key else None,
+        after_id=after_id,
+        after_rank=after_rank,
         limit=limit,
         group_id=group_id,
         branch_id=branch_id,
         consent=consent,
-        q=q.strip() if q and q.strip() else None,
+        q=q,
     )
-    items, next_cursor = page_of(rows, limit, lambda m: (m.id,))
-    return [MemberOut.model_validate(m) for m in items], next_cursor
+    items, next_cursor = page_of(
+        rows, limit, (lambda r: (r[1], r[0].id)) if q else (lambda r: (r[0].id,))
+    )
+    return [MemberOut.model_validate(r[0]) for r in items], next_cursor
 
 
 async def get_member(session: AsyncSession, auth: AuthContext, member_id: int) -> MemberDetail:

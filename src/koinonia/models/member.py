@@ -16,12 +16,16 @@ class Member(Base):
         UniqueConstraint("church_id", "phone"),
         CheckConstraint(in_check("consent", CONSENT_STATES), name="consent"),
         # Search: accent- and case-insensitive substrings of the full name, and phone digits.
+        # church_id leads (btree_gin), so one church's search never wades through the
+        # platform's matches for a common trigram.
         Index(
             "ix_members_name_trgm",
-            text("koinonia_fold(first_name || ' ' || last_name) gin_trgm_ops"),
+            text("church_id, koinonia_fold(first_name || ' ' || last_name) gin_trgm_ops"),
             postgresql_using="gin",
         ),
-        Index("ix_members_phone_trgm", text("phone gin_trgm_ops"), postgresql_using="gin"),
+        Index(
+            "ix_members_phone_trgm", text("church_id, phone gin_trgm_ops"), postgresql_using="gin"
+        ),
     )
 
     id: Mapped[int] = id_column()
