@@ -7,7 +7,6 @@ Create Date: 2026-11-24 21:11:55.472074
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
 
 revision: str = "8bf59f6cb82d"

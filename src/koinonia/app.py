@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from koinonia.config import Settings, get_settings
 from koinonia.db import engine as db_engine
 from koinonia.db.migrate import migrate
+from koinonia.kit.cache import InvalidateOnWrite
 from koinonia.kit.errors import KoinoniaError
 from koinonia.kit.http import BodyLimit, Observe
 from koinonia.kit.logging import configure_logging, log
@@ -32,14 +33,32 @@ Authenticate with `Authorization: Bearer <access token>` from `/auth/login`.
 
 def _routers() -> list[Any]:
     from koinonia.auth.router import router as auth
+    from koinonia.billing.router import router as billing
     from koinonia.branches.router import router as branches
     from koinonia.churches.router import router as churches
+    from koinonia.conversations.router import router as conversations
     from koinonia.groups.router import router as groups
     from koinonia.members.router import router as members
     from koinonia.messages.router import router as messages
+    from koinonia.recurring.router import router as recurring
+    from koinonia.stats.router import router as stats
     from koinonia.templates.router import router as templates
+    from koinonia.webhooks.router import router as webhooks
 
-    return [auth, churches, branches, groups, members, templates, messages]
+    return [
+        auth,
+        churches,
+        branches,
+        groups,
+        members,
+        templates,
+        messages,
+        conversations,
+        recurring,
+        webhooks,
+        stats,
+        billing,
+    ]
 
 
 def create_app(settings: Settings | None = None, *, manage_engine: bool = True) -> FastAPI:
@@ -47,7 +66,7 @@ def create_app(settings: Settings | None = None, *, manage_engine: bool = True) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(json=settings.json_logs)
+        configure_logging(json=settings.json_logs, level=settings.log_level)
         init_store(settings.redis_url, settings.store_prefix)
         if manage_engine:
             engine = db_engine.init_engine(settings)
@@ -71,6 +90,7 @@ def create_app(settings: Settings | None = None, *, manage_engine: bool = True) 
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes
     )
+    app.add_middleware(InvalidateOnWrite)
     app.add_middleware(Observe)
     return app
 

@@ -107,6 +107,17 @@ def dev() -> None:
     run_dev(settings)
 
 
+@app.command()
+def worker() -> None:
+    """Run a delivery worker: claims due texts, sends them through each church's provider within
+    the per-number rate limit, records the results. Run as many as you like, on any hosts;
+    SIGTERM finishes the batch in flight and exits."""
+    from koinonia.delivery.worker import serve_worker
+
+    settings = load_settings()
+    asyncio.run(serve_worker(settings))
+
+
 @app.command("import")
 def import_csv(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
@@ -171,3 +182,7 @@ def import_csv(
 
 def main() -> None:  # pragma: no cover
     sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m koinonia.cli`
+    main()

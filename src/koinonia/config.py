@@ -71,10 +71,22 @@ class Settings(BaseSettings):
     claim_batch_size: int = 500
     lease_s: int = 120
     max_attempts: int = 5
+    # Delivery workers (DESIGN §5). Backoff before retry n: retry_base_s * 2**(n-1), jittered,
+    # at most retry_max_s; a provider's Retry-After wins when given.
+    retry_base_s: float = Field(default=5.0, gt=0)
+    retry_max_s: float = Field(default=900.0, gt=0)
+    # Refusals for speed (HTTP 429 and the carriers' "too many requests" codes) say nothing
+    # about the text, so they may be retried this many times before the text fails.
+    max_rate_limited_attempts: int = Field(default=20, ge=1)
+    send_pipelines: int = Field(default=2, ge=1, le=16)  # batches in flight per worker process
+    worker_poll_s: float = Field(default=1.0, gt=0)  # safety net when a NOTIFY is missed
+    lease_sweep_s: float = Field(default=10.0, gt=0)  # requeue expired leases this often
+    schedule_poll_s: float = Field(default=5.0, gt=0)  # due recurring sends, welcome texts
     segment_price_usd: float = 0.0079  # shown by dry runs; the provider's US list price
 
     # Observability
     log_json: bool | None = None  # default: JSON in production, pretty otherwise
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     slow_query_warn_ms: float = 500.0
     slow_query_critical_ms: float = 1000.0
     n_plus_one_threshold: int = 5

@@ -18,8 +18,8 @@ PROPERTY = settings(max_examples=300, deadline=None, database=None)
 NEW_YORK, LONDON = "America/New_York", "Europe/London"
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def daily(at: time, tz: str, after: datetime) -> datetime:
@@ -200,13 +200,16 @@ special_times = st.sampled_from([time(0), time(1, 30), time(2), time(2, 30), tim
 
 @functools.cache
 def transitions(tz: str, year: int) -> list[datetime]:
-    """Whole hours just after each change of the zone's UTC offset in `year`."""
-    zone, hour = ZoneInfo(tz), timedelta(hours=1)
+    """The instants (whole minutes) at which the zone's UTC offset changes in `year`."""
+    zone, hour, minute = ZoneInfo(tz), timedelta(hours=1), timedelta(minutes=1)
     instant = datetime(year, 1, 1, tzinfo=UTC)
     found = []
     while instant.year == year:
         if (instant + hour).astimezone(zone).utcoffset() != instant.astimezone(zone).utcoffset():
-            found.append(instant + hour)
+            change = instant + minute
+            while change.astimezone(zone).utcoffset() == instant.astimezone(zone).utcoffset():
+                change += minute
+            found.append(change)
         instant += hour
     return found
 
@@ -231,21 +234,23 @@ def cases(draw: st.DrawFn) -> Case:
     changes = transitions(tz, draw(st.integers(2020, 2035)))
     if changes and draw(st.integers(0, 4)) > 0:
         change = draw(st.sampled_from(changes))
-        # The wall clock just before the change, moved on by up to an hour: inside the gap when
-        # clocks spring forward, inside the repeated hour when they fall back.
-        into = timedelta(seconds=draw(st.integers(0, 3600)))
-        wall = (change - timedelta(hours=1)).astimezone(zone).replace(tzinfo=None)
-        wall += timedelta(hours=1) - into
+        old_local = (change - timedelta(minutes=1)).astimezone(zone)
+        jump = change.astimezone(zone).utcoffset() - old_local.utcoffset()  # type: ignore[operator]
+        # Without the change the wall clock would read `old` at it. Clocks springing forward
+        # skip [old, old + jump); falling back, they repeat [old - |jump|, old).
+        old = old_local.replace(tzinfo=None) + timedelta(minutes=1)
+        start = old if jump > timedelta(0) else old + jump
+        wall = start + timedelta(seconds=draw(st.integers(0, int(abs(jump).total_seconds()) - 1)))
         at = wall.time() if draw(st.integers(0, 3)) else draw(special_times | st.times())
         on = wall.date()
-        before = st.integers(-3600, 2 * 86400) | st.integers(-86400, 35 * 86400)
-        after = change - timedelta(seconds=draw(before))
+        lead = st.integers(1, 86400) if draw(st.integers(0, 2)) else st.integers(-86400, 35 * 86400)
+        after = change - timedelta(seconds=draw(lead))
     else:
         at = draw(special_times | st.times())
         after = draw(moments)
         on = draw(st.dates(date(2020, 1, 1), date(2035, 12, 31)))
-    weekday = draw(st.just(on.weekday()) | st.integers(0, 6))
-    day = draw(st.just(on.day) | st.integers(1, 31))
+    weekday = on.weekday() if draw(st.integers(0, 3)) else draw(st.integers(0, 6))
+    day = on.day if draw(st.integers(0, 3)) else draw(st.integers(1, 31))
     return Case(
         frequency,
         at,

@@ -316,7 +316,9 @@ async def test_search(client: httpx.AsyncClient, session: AsyncSession, tenant: 
     assert await search("ann o'n") == [mary]
     assert await search("  mary  ") == [mary]
     # LIKE wildcards in q are literal.
-    assert await search("%") == [pct]
+    assert await search("n 100%") == [pct]
+    assert await search("%") == []  # 1–2 characters match name prefixes only
+    assert sorted(await search("lo")) == [under, under + 1]
     assert await search("w_d") == [under]
     assert await search("\\") == []
     # Phone digits, 4 or more, in any format.

@@ -63,6 +63,33 @@ async def _message(s: AsyncSession, t: Tenant, ids: dict[str, int]) -> int:
     return int(mid)
 
 
+async def _recurring(s: AsyncSession, t: Tenant, ids: dict[str, int]) -> int:
+    rid = (
+        await s.execute(
+            text(
+                "INSERT INTO recurring_messages (church_id, name, content, target_type, frequency,"
+                " time_of_day, next_send_at) VALUES (:c, 'R', 'hi', 'all', 'daily', '09:00',"
+                " now() + interval '1 day') RETURNING id"
+            ),
+            {"c": t.church_id},
+        )
+    ).scalar_one()
+    await s.commit()
+    return int(rid)
+
+
+async def _conversation(s: AsyncSession, t: Tenant, ids: dict[str, int]) -> int:
+    member = (await make_members(s, t.church_id, 1))[0]
+    cid = (
+        await s.execute(
+            text("INSERT INTO conversations (church_id, member_id) VALUES (:c, :m) RETURNING id"),
+            {"c": t.church_id, "m": member},
+        )
+    ).scalar_one()
+    await s.commit()
+    return int(cid)
+
+
 FACTORIES: dict[str, Factory] = {
     "branch_id": _branch,
     "group_id": _group,
@@ -70,11 +97,14 @@ FACTORIES: dict[str, Factory] = {
     "template_id": _template,
     "admin_id": _admin,
     "message_id": _message,
+    "recurring_id": _recurring,
+    "conversation_id": _conversation,
 }
 
 # Bodies that pass validation, so the request reaches the ownership check.
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/groups/{group_id}/members"): {"member_ids": [1]},
+    ("POST", "/api/v1/conversations/{conversation_id}/reply"): {"body": "Amen"},
 }
 
 

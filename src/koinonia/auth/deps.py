@@ -19,8 +19,14 @@ from koinonia.kit.store import get_store
 
 bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
+
+async def settings() -> Settings:
+    """Async on purpose: a sync dependency costs a thread-pool hop on every request."""
+    return get_settings()
+
+
 DbSession = Annotated[AsyncSession, Depends(request_session, scope="function")]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(settings)]
 
 
 def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:

@@ -5,9 +5,10 @@
 `normalize_phones` gives exactly the same answers, faster. `is_valid_number` costs ~20 µs because
 it runs each NANP region's regexes; over 100,000 rows that alone is 2 s. For input shaped like a
 plain NANP number ("(201) 555-0100", "+1 201.555.0100", "12015550100") with a NANP default
-region, `parse` provably yields country code 1 and the 10 digits as written, so the verdict is a
-function of those digits; and phonenumbers' verdict on a 10-digit +1 number depends on the digits
-only through whether they match its NANP metadata patterns. `_NanpPrefixes` walks those patterns
+region, `parse` can only read country code 1 and the 10 digits as written (see `_NANP_SHAPE`;
+the tests compare both paths), so the verdict is a function of those digits; and phonenumbers'
+verdict on a 10-digit +1 number depends on them only through whether they match its NANP
+metadata patterns. `_NanpPrefixes` walks those patterns
 as automata and finds, per number, the shortest prefix after which every pattern's outcome is
 settled whatever digits follow ("2015" settles all of them: 201 is a US area code, 5 a valid
 exchange start). One real phonenumbers verdict per such prefix then stands for every number

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from sqlalchemy import (
@@ -26,9 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.models import Group, GroupMember, Member
 
-# Spelled exactly as the trigram index ix_members_name_trgm, so the planner can use it.
-FOLDED_NAME = func.koinonia_fold(Member.first_name + literal_column("' '") + Member.last_name)
+# The stored, folded full name the trigram index ix_members_name_trgm covers.
+FOLDED_NAME = Member.search_name
 PHONE_DIGITS_MIN = 4
+TRIGRAM_MIN = 3
 
 
 def _like_escape(value: str) -> str:
@@ -36,10 +38,22 @@ def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _fold(value: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", value)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
 def search_clause(q: str) -> ColumnElement[bool]:
     """Name substring, case- and accent-insensitive; or, when `q` holds 4+ digits, phone digits.
     Spelled so the trigram indexes (church_id + folded name / phone) serve it."""
-    name = FOLDED_NAME.like(func.concat("%", func.koinonia_fold(_like_escape(q)), "%"))
+    folded = func.koinonia_fold(_like_escape(q))
+    if len(q) < TRIGRAM_MIN:
+        # Trigrams need 3 characters; a 1–2 character query matches names that start with it,
+        # through the btree prefix index, which needs the pattern as a plain value (folded here
+        # the way unaccent folds letters) rather than an expression.
+        name = FOLDED_NAME.like(_like_escape(_fold(q)) + "%")
+    else:
+        name = FOLDED_NAME.like(func.concat("%", folded, "%"))
     digits = re.sub(r"\D", "", q)
     if len(digits) >= PHONE_DIGITS_MIN:
         return or_(name, Member.phone.like(f"%{digits}%"))

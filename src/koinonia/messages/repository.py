@@ -55,6 +55,19 @@ class NewMessage:
     created_by: int | None
     conversation_id: int | None = None
     recurring_id: int | None = None
+    exclude_member_id: int | None = None  # e.g. a group-chat relay skips its sender
+    direct: Direct | None = None  # replaces the target's audience (system texts only)
+
+
+@dataclass(frozen=True, slots=True)
+class Direct:
+    """Exactly one recipient, whatever its consent: the system texts answering a number that
+    just texted us (keyword confirmations, HELP, the unknown-sender reply). `recipient_id` is
+    the member's id, or for a number that is no member a value that can never be one (see
+    models.InboundAutoReply)."""
+
+    recipient_id: int
+    phone: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +114,21 @@ class MessageRepository:
         The usage row is the quota's lock: concurrent sends of one church serialise on it, and
         the reservation only happens if it fits (`quota_ok` False → the caller rolls back).
         Wakes the delivery workers (NOTIFY is delivered at commit)."""
+        if new.direct is not None:
+            audience = (
+                "SELECT CAST(:direct_id AS bigint) AS id, CAST(:direct_phone AS varchar) AS phone,"
+                " CAST('opted_in' AS varchar) AS consent"
+            )
+        else:
+            audience = (
+                "SELECT m.id, m.phone, m.consent FROM members m"
+                f" WHERE m.church_id = :church_id AND {AUDIENCE[new.target_type]}"
+            )
+            if new.exclude_member_id is not None:
+                audience += " AND m.id <> :exclude_member_id"
         stmt = text(
             f"""
-            WITH audience AS MATERIALIZED (
-                SELECT m.id, m.phone, m.consent FROM members m
-                WHERE m.church_id = :church_id AND {AUDIENCE[new.target_type]}
-            ),
+            WITH audience AS MATERIALIZED ({audience}),
             tally AS (
                 SELECT count(*) FILTER (WHERE consent = 'opted_in') AS recipients,
                        count(*) FILTER (WHERE consent = 'opted_out') AS skipped
@@ -149,7 +171,7 @@ class MessageRepository:
             FROM msg, tally
             """
         )
-        if new.target_type != "all":
+        if new.target_type != "all" and new.direct is None:
             stmt = stmt.bindparams(_IDS)
         row = (
             await self.session.execute(
@@ -157,6 +179,9 @@ class MessageRepository:
                 {
                     "church_id": self.church_id,
                     "ids": new.target_ids,
+                    "exclude_member_id": new.exclude_member_id,
+                    "direct_id": new.direct.recipient_id if new.direct else None,
+                    "direct_phone": new.direct.phone if new.direct else None,
                     "content": new.content,
                     "kind": new.kind,
                     "target_type": new.target_type,

@@ -13,7 +13,7 @@ from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached, Validation
 from koinonia.kit.pagination import decode_cursor, page_of
 from koinonia.kit.segments import count_segments, render, validate_template
 from koinonia.messages import quiet_hours
-from koinonia.messages.repository import MessageRepository, NewMessage
+from koinonia.messages.repository import Direct, MessageRepository, NewMessage
 from koinonia.messages.schemas import (
     DryRunOut,
     MessageCreated,
@@ -28,6 +28,11 @@ from koinonia.templates.repository import TemplateRepository
 
 # Typical values for merge fields when estimating segments before the per-recipient render.
 _TYPICAL = {"first_name": "Elizabeth", "last_name": "Johnson", "group_name": "Youth Ministry"}
+
+# Conversation texts are people's words (a relayed member text, an admin's reply) or fixed
+# carrier texts (system): their content is final when written and is sent exactly as stored,
+# never through merge-field rendering, so a member typing "{first_name}" is relayed as typed.
+VERBATIM_KINDS = frozenset({"relay", "reply", "system"})
 
 
 def billing_month(now: datetime | None = None) -> date:
@@ -148,12 +153,21 @@ async def enqueue(
     hold_for_quiet_hours: bool = True,
     conversation_id: int | None = None,
     recurring_id: int | None = None,
+    exclude_member_id: int | None = None,
+    direct: Direct | None = None,
 ) -> Enqueued:
     """The one way a text gets sent, for every kind (broadcast, reply, relay, recurring,
-    welcome): message + recipients + quota reservation in one statement; workers deliver.
+    welcome, system): message + recipients + quota reservation in one statement; workers
+    deliver.
+
+    `exclude_member_id` leaves one member out of the audience (a relay's sender). `direct`
+    (kind 'system' only) sends to exactly that one number whatever its consent; the target is
+    then only recorded on the message. Kinds in VERBATIM_KINDS are sent as written.
 
     Raises Conflict without an SMS number and PlanLimitReached (402) when the month's texts
     would exceed `plan_texts`; the caller's transaction then rolls back, writing nothing."""
+    if direct is not None and kind != "system":
+        raise ValueError("a direct recipient is for system texts only")
     if church.sms_number is None:
         raise Conflict(
             "set the church's SMS number (PATCH /church) before sending", code="no_sms_number"
@@ -164,7 +178,12 @@ async def enqueue(
         due = quiet_hours.release_time(
             due, church.timezone, church.quiet_hours_start, church.quiet_hours_end
         )
-    encoding, segments = _estimate(content, church.name)
+    encoding: str
+    if kind in VERBATIM_KINDS:
+        info = count_segments(content)
+        encoding, segments = info.encoding, info.segments
+    else:
+        encoding, segments = _estimate(content, church.name)
     repo = MessageRepository(session, church_id=church.id)
     month = billing_month(now)
     created = await repo.create(
@@ -180,6 +199,8 @@ async def enqueue(
             created_by=created_by,
             conversation_id=conversation_id,
             recurring_id=recurring_id,
+            exclude_member_id=exclude_member_id,
+            direct=direct,
         ),
         month=month,
         text_limit=plan_texts,

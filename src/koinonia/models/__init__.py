@@ -3,8 +3,9 @@
 from koinonia.models.admin import Admin, AuthSession
 from koinonia.models.base import Base
 from koinonia.models.branch import Branch
+from koinonia.models.branch_member import BranchMemberCount
 from koinonia.models.church import Church
-from koinonia.models.conversation import Conversation, ConversationMessage
+from koinonia.models.conversation import Conversation, ConversationMessage, InboundAutoReply
 from koinonia.models.group import Group, GroupMember
 from koinonia.models.member import Member
 from koinonia.models.message import (
@@ -22,11 +23,13 @@ __all__ = [
     "AuthSession",
     "Base",
     "Branch",
+    "BranchMemberCount",
     "Church",
     "Conversation",
     "ConversationMessage",
     "Group",
     "GroupMember",
+    "InboundAutoReply",
     "Member",
     "Message",
     "MessageRecipient",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, Computed, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from koinonia.models.base import Base, church_fk, created_at_column, id_column, in_check
@@ -20,8 +20,13 @@ class Member(Base):
         # platform's matches for a common trigram.
         Index(
             "ix_members_name_trgm",
-            text("church_id, koinonia_fold(first_name || ' ' || last_name) gin_trgm_ops"),
+            text("church_id, search_name gin_trgm_ops"),
             postgresql_using="gin",
+        ),
+        Index(
+            "ix_members_search_prefix",
+            "church_id",
+            text("search_name text_pattern_ops"),
         ),
         Index(
             "ix_members_phone_trgm", text("church_id, phone gin_trgm_ops"), postgresql_using="gin"
@@ -37,4 +42,9 @@ class Member(Base):
     consent: Mapped[str] = mapped_column(String(16), server_default="opted_in")
     consent_changed_at: Mapped[datetime | None]
     consent_source: Mapped[str | None] = mapped_column(String(32))
+    # Folded once when written (lower case, accents stripped), so search reads a column instead
+    # of calling unaccent for every candidate row several times per query.
+    search_name: Mapped[str] = mapped_column(
+        Text, Computed("koinonia_fold(first_name || ' ' || last_name)", persisted=True)
+    )
     created_at: Mapped[datetime] = created_at_column()

@@ -25,12 +25,18 @@ from koinonia.webhooks.schemas import DeliveryReport, ReportOutcome
 #   pending: no recipient carries this provider id yet (the carrier answered before the
 #            dispatcher wrote the send back, or an id we never sent): keep the report, upserted
 #            so the pending row holds the highest-ranked status seen.
-#   known:   whether a recipient has the id, to tell "stale" from "pending" for metrics/logs.
+#   known:   whether a recipient has the id: decides pending, and tells "stale" from "pending".
 # Every comparison is against the bound parameter itself (not a join column), so both lookups
 # are index scans on the partial unique index uq_message_recipients_provider_id.
 _RECORD_REPORT = text(
     """
-WITH applied AS (
+WITH known AS (
+    SELECT EXISTS (
+        SELECT 1 FROM message_recipients
+        WHERE provider_message_id = CAST(:provider_message_id AS varchar)
+    ) AS known
+),
+applied AS (
     UPDATE message_recipients AS r
     SET status = CAST(:status AS varchar),
         delivered_at = CASE WHEN CAST(:status AS varchar) = 'delivered'
@@ -48,10 +54,7 @@ pending AS (
     INSERT INTO pending_status_reports AS p (provider_message_id, status, error_code, error_text)
     SELECT CAST(:provider_message_id AS varchar), CAST(:status AS varchar),
            CAST(:error_code AS varchar), CAST(:error_text AS text)
-    WHERE NOT EXISTS (
-        SELECT 1 FROM message_recipients
-        WHERE provider_message_id = CAST(:provider_message_id AS varchar)
-    )
+    FROM known WHERE NOT known.known
     ON CONFLICT (provider_message_id) DO UPDATE
     SET status = EXCLUDED.status,
         error_code = EXCLUDED.error_code,
@@ -60,13 +63,10 @@ pending AS (
     WHERE koinonia_status_rank(EXCLUDED.status) > koinonia_status_rank(p.status)
     RETURNING 1
 )
-SELECT
-    (SELECT count(*) FROM applied) AS applied,
-    (SELECT count(*) FROM pending) AS pending,
-    EXISTS (
-        SELECT 1 FROM message_recipients
-        WHERE provider_message_id = CAST(:provider_message_id AS varchar)
-    ) AS known
+SELECT (SELECT count(*) FROM applied) AS applied,
+       (SELECT count(*) FROM pending) AS pending,
+       known.known
+FROM known
 """
 )
 

@@ -1,0 +1,135 @@
+"""`python -m bench --quick | --full [--only NAME]`: measure SPEC §5, write bench/results/*.json
+and refresh the results table in BENCHMARKS.md (between its markers)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("KOINONIA_ENV", "production")  # JSON logs, no dev shortcuts
+os.environ.setdefault("KOINONIA_CHURCH_RATE_LIMIT_PER_MIN", "100000000")
+
+import httpx  # noqa: E402
+
+from bench import scenarios as sc  # noqa: E402
+from bench.harness import SIZES, prepare  # noqa: E402
+from koinonia.app import create_app  # noqa: E402
+from koinonia.config import get_settings  # noqa: E402
+from koinonia.kit.logging import configure_logging  # noqa: E402
+from koinonia.kit.store import init_store  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+MARK_BEGIN, MARK_END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+async def run_size(size_name: str, runs: int, only: str | None) -> list[dict[str, Any]]:
+    settings = get_settings()
+    size = SIZES[size_name]
+    engine = await prepare(settings, size, log)
+    init_store(settings.redis_url, settings.store_prefix)
+    app = create_app(settings, manage_engine=False)
+    rows: list[dict[str, Any]] = []
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        api = await sc.Api.login(client)
+        plan = sc.registry(engine, api, size, runs)
+        for name, make in plan:
+            if only and only not in name:
+                continue
+            log(f"[{size.name}] {name} ...")
+            started = time.perf_counter()
+            row = await make()
+            row["size"] = size.name
+            row["seconds"] = round(time.perf_counter() - started, 1)
+            rows.append(row)
+            log(f"    ours {row['ours']}" + (f"\n    naive {row['naive']}" if "naive" in row else ""))
+    await engine.dispose()
+    return rows
+
+
+def _fmt(r: dict[str, Any] | None, key: str = "p95_ms") -> str:
+    if not r:
+        return "—"
+    parts = []
+    if "statements" in r:
+        parts.append(f"{r['statements']} stmts")
+    if key in r:
+        parts.append(f"p50 {r['p50_ms']} / p95 {r['p95_ms']} ms")
+    for extra in ("per_s", "note"):
+        if extra in r:
+            parts.append(str(r[extra]))
+    return ", ".join(parts)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    out = [
+        "| size | operation | seed current → target | our goal | ours | naive | naive/ours (p50) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['size']} | {r['operation']} | {r['seed']} | {r['goal']} | {_fmt(r['ours'])} "
+            f"| {_fmt(r.get('naive'))} | {r.get('ratio_p50', '—')} |"
+        )
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="S + L/10 (default), < 10 min")
+    mode.add_argument("--full", action="store_true", help="S + L (SPEC §5 sizes)")
+    parser.add_argument("--only", help="run scenarios whose name contains this")
+    args = parser.parse_args()
+    configure_logging(json=True, level="ERROR")
+    sizes = ["S", "L"] if args.full else ["S", "quick"]
+    runs = 50 if args.full else 30
+    command = "make bench-full" if args.full else "make bench"
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        rows += asyncio.run(run_size(size, runs, args.only))
+    meta = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "database": "DATABASE_URL" if get_settings().database_url else "embedded PostgreSQL 18",
+        "redis": bool(get_settings().redis_url),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    name = "full" if args.full else "quick"
+    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    md = table(rows)
+    print("\n" + md)
+    if not args.only:
+        bench_md = ROOT.parent / "BENCHMARKS.md"
+        if bench_md.exists() and MARK_BEGIN in bench_md.read_text():
+            section = (
+                f"{MARK_BEGIN}\n`{command}` on {meta['date']} ({meta['machine']}, "
+                f"{meta['database']}, Redis: {meta['redis']}), {meta['seconds']} s:\n\n{md}\n{MARK_END}"
+            )
+            text = re.sub(
+                re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END),
+                lambda _: section,
+                bench_md.read_text(),
+                flags=re.S,
+            )
+            bench_md.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

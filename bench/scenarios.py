@@ -1,0 +1,259 @@
+"""One function per row of SPEC §5. Each returns a result dict: ours and (where the seed had one)
+the naive way, measured on the same data in the same run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench import naive
+from bench.data import BENCH_EMAIL, Size
+from bench.harness import BENCH_PASSWORD, StatementCounter, timed
+from koinonia.billing.plans import PLANS
+from koinonia.db.session import job_session
+from koinonia.members.importer import import_members
+
+CHURCH = 1
+Result = dict[str, Any]
+
+
+class Api:
+    """The app in-process (httpx ASGI transport), logged in as the bench church's admin."""
+
+    def __init__(self, client: httpx.AsyncClient, token: str) -> None:
+        self.client, self.headers = client, {"Authorization": f"Bearer {token}"}
+
+    @classmethod
+    async def login(cls, client: httpx.AsyncClient) -> Api:
+        r = await client.post(
+            "/api/v1/auth/login", json={"email": BENCH_EMAIL, "password": BENCH_PASSWORD}
+        )
+        r.raise_for_status()
+        return cls(client, r.json()["access_token"])
+
+    async def get(self, path: str, **params: Any) -> httpx.Response:
+        r = await self.client.get(path, params=params, headers=self.headers)
+        r.raise_for_status()
+        return r
+
+
+async def _naive_timed(engine: AsyncEngine, fn: Callable[[Any], Awaitable[Any]], runs: int) -> Result:
+    async def once() -> None:
+        async with job_session() as session:
+            await fn(session)
+
+    with StatementCounter(engine) as counter:
+        await once()
+    t = await timed(once, runs, warmup=0)
+    return {"statements": counter.count, **t.summary()}
+
+
+async def _ours_timed(engine: AsyncEngine, fn: Callable[[], Awaitable[Any]], runs: int) -> Result:
+    with StatementCounter(engine) as counter:
+        await fn()
+    t = await timed(fn, runs)
+    return {"statements": counter.count, **t.summary()}
+
+
+def _row(operation: str, ours: Result, naive_: Result | None, goal: str, seed: str) -> Result:
+    row: Result = {"operation": operation, "ours": ours, "goal": goal, "seed": seed}
+    if naive_:
+        row["naive"] = naive_
+        if ours.get("p50_ms") and naive_.get("p50_ms"):
+            row["ratio_p50"] = round(naive_["p50_ms"] / ours["p50_ms"], 1)
+    return row
+
+
+async def member_search(engine: AsyncEngine, api: Api, size: Size, runs: int) -> Result:
+    queries = ["jos", "garc", "zoe okaf", "mart", "3003012", "ann"]
+    i = 0
+
+    async def ours() -> None:
+        nonlocal i
+        await api.get("/api/v1/members", q=queries[i % len(queries)], limit=50)
+        i += 1
+
+    naive_runs = max(3, runs // 20)
+    n = await _naive_timed(engine, lambda s: naive.search(s, CHURCH, "jos"), naive_runs)
+    return _row(
+        f"member search ({size.members:,} members)",
+        await _ours_timed(engine, ours, runs),
+        n,
+        "p95 ≤ 20 ms in the L church",
+        "5 s → 100 ms",
+    )
+
+
+def _csv(rows: int, offset: int) -> bytes:
+    lines = ["First Name,Last Name,Phone"]
+    lines += [
+        f"Import{i},Bench,+1 (919) {200 + (offset + i) // 10_000 % 700:03d}-{(offset + i) % 10_000:04d}"
+        for i in range(rows)
+    ]
+    return "\n".join(lines).encode()
+
+
+async def member_import(engine: AsyncEngine, size: Size, rows: int, runs: int) -> Result:
+    async with engine.connect() as conn:
+        group_id = (
+            await conn.execute(text("SELECT min(id) FROM groups WHERE church_id = :c"), {"c": CHURCH})
+        ).scalar_one()
+    offset = [0]
+
+    async def ours() -> None:
+        data = _csv(rows, offset[0])
+        offset[0] += rows
+        async with job_session() as session:
+            report = await import_members(
+                session, church_id=CHURCH, plan=PLANS["pro"], group_id=group_id, data=data,
+                region="US",
+            )
+            assert report.created == rows, report
+            await session.rollback()  # keep the data set unchanged between runs
+
+    async def naive_once(session: Any) -> None:
+        pairs = [(f"N{i}", "Bench", f"+1919{5000000 + offset[0] + i:07d}") for i in range(rows)]
+        offset[0] += rows
+        await naive.import_members(session, CHURCH, group_id, pairs)
+        await session.rollback()
+
+    o = await _ours_timed(engine, ours, runs)
+    o["statements"] += 1  # the COPY, which bypasses cursor events
+    n = await _naive_timed(engine, naive_once, 1 if rows > 1000 else runs) if rows <= 5000 else None
+    return _row(
+        f"member import ({rows:,} rows, end to end: parse, validate, COPY, upsert)",
+        o,
+        n,
+        "≤ 10 statements; 500 rows ≤ 100 ms; 100,000 rows ≤ 3 s",
+        "500 queries, 30 s → 5 queries, 300 ms",
+    )
+
+
+async def create_recipients(engine: AsyncEngine, size: Size, runs: int) -> Result:
+    """One INSERT ... SELECT for the whole audience vs one INSERT per recipient."""
+    audience = min(size.members, 100_000)
+
+    async def make_message(session: Any) -> int:
+        mid = await session.execute(
+            text(
+                "INSERT INTO messages (church_id, content, kind, target_type, encoding, segments,"
+                " status) VALUES (:c, 'bench', 'broadcast', 'all', 'GSM-7', 1, 'queued')"
+                " RETURNING id"
+            ),
+            {"c": CHURCH},
+        )
+        return int(mid.scalar_one())
+
+    async def ours() -> None:
+        async with job_session() as session:
+            mid = await make_message(session)
+            await session.execute(
+                text(
+                    "INSERT INTO message_recipients (message_id, member_id, church_id, phone)"
+                    " SELECT :m, id, :c, phone FROM members WHERE church_id = :c"
+                    " AND consent = 'opted_in' ORDER BY id LIMIT :n"
+                ),
+                {"m": mid, "c": CHURCH, "n": audience},
+            )
+            await session.rollback()
+
+    naive_n = 2_000
+
+    async def naive_once(session: Any) -> None:
+        mid = await make_message(session)
+        await naive.create_recipients(session, CHURCH, mid, naive_n)
+        await session.rollback()
+
+    o = await _ours_timed(engine, ours, runs)
+    n = await _naive_timed(engine, naive_once, 1)
+    n["note"] = f"{naive_n:,} recipients (per-row inserts); ours inserts {audience:,}"
+    if n.get("p50_ms") and o.get("p50_ms"):
+        n["per_recipient_us"] = round(n["p50_ms"] * 1000 / naive_n, 1)
+        o["per_recipient_us"] = round(o["p50_ms"] * 1000 / audience, 1)
+    return _row(
+        f"create message recipients ({audience:,} recipients)",
+        o,
+        n,
+        "one statement for any audience; 100,000 recipients ≤ 1 s",
+        "1,000 queries → 1",
+    )
+
+
+async def post_message(engine: AsyncEngine, api: Api, size: Size, runs: int) -> Result:
+    """POST /messages to everyone: validate, quota, message + every recipient, 202. Scheduled
+    far ahead so no worker sends them; deleted (and the usage given back) afterwards."""
+    created: list[tuple[int, int]] = []
+
+    async def ours() -> None:
+        r = await api.client.post(
+            "/api/v1/messages",
+            json={
+                "content": "Bench {first_name|friend}",
+                "target": {"type": "all"},
+                "scheduled_at": "2099-01-01T00:00:00Z",
+            },
+            headers=api.headers,
+        )
+        r.raise_for_status()
+        created.append((r.json()["id"], r.json()["recipient_count"]))
+
+    o = await _ours_timed(engine, ours, runs)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("DELETE FROM messages WHERE id = ANY(:ids)"), {"ids": [m for m, _ in created]}
+        )
+        await conn.execute(
+            text(
+                "UPDATE usage SET texts = texts - :n WHERE church_id = :c"
+                " AND month = date_trunc('month', now() AT TIME ZONE 'UTC')::date"
+            ),
+            {"n": sum(n for _, n in created), "c": CHURCH},
+        )
+    recipients = created[0][1] if created else 0
+    return _row(
+        f"POST /messages, broadcast to all ({recipients:,} recipients)",
+        o,
+        None,
+        "returns ≤ 100 ms for 10,000 recipients",
+        "10 s → 1 s for 1,000 (sending inline)",
+    )
+
+
+async def api_get(
+    engine: AsyncEngine, api: Api, path: str, runs: int, label: str, goal: str, seed: str,
+    naive_fn: Callable[[Any], Awaitable[Any]] | None = None, naive_runs: int = 3,
+    **params: Any,
+) -> Result:
+    async def ours() -> None:
+        await api.get(path, **params)
+
+    o = await _ours_timed(engine, ours, runs)
+    n = await _naive_timed(engine, naive_fn, naive_runs) if naive_fn else None
+    return _row(label, o, n, goal, seed)
+
+
+def elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+Scenario = tuple[str, Callable[[], Awaitable[Result]]]
+
+
+def registry(engine: AsyncEngine, api: Api, size: Size, runs: int) -> list[Scenario]:
+    """Every scenario for one data size, in run order."""
+    plan: list[Scenario] = [
+        ("member search", lambda: member_search(engine, api, size, runs)),
+        ("member import 500", lambda: member_import(engine, size, 500, max(5, runs // 3))),
+        ("create recipients", lambda: create_recipients(engine, size, max(3, runs // 10))),
+        ("post message", lambda: post_message(engine, api, size, max(3, runs // 5))),
+    ]
+    if size.name != "S":
+        plan.append(
+            ("member import 100k", lambda: member_import(engine, size, 100_000, 2)),
+        )
+    return plan

@@ -1,0 +1,341 @@
+"""All SQL of delivery: claim due recipients, write results back, requeue expired leases.
+
+The recipient rows are the queue (DESIGN §5). Every method is one set-based statement whatever
+the batch size, so a worker runs the same handful of statements for 10 texts or 10,000.
+Cross-church by nature (workers serve every church), hence no `church_id` at construction.
+
+Lock order, the same for every writer, so concurrent workers cannot deadlock on each other:
+messages (by id) → recipients (disjoint between claims) → members → usage. Counts in
+message_status_counts follow from the statement-level triggers; nothing here touches them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# Outcomes the dispatcher reports per claimed recipient. "released" = claimed but never handed
+# to the provider (shutdown, or no rate-limit slot within the lease): back to the queue without
+# spending an attempt.
+SENT, RETRY, FAILED, RELEASED = "sent", "queued", "failed", "released"
+
+_CLAIM = text(
+    """
+WITH due AS (
+    SELECT r.message_id, r.member_id, r.church_id
+    FROM message_recipients r
+    WHERE r.status = 'queued' AND r.next_attempt_at <= now()
+    ORDER BY r.next_attempt_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    -- One UPDATE for both fates: a member who opted out (or was deleted) since the message
+    -- was written is skipped here, never sent.
+    UPDATE message_recipients r
+    SET status = CASE WHEN mem.consent = 'opted_in' THEN 'sending' ELSE 'skipped' END,
+        attempts = CASE WHEN mem.consent = 'opted_in' THEN r.attempts + 1 ELSE r.attempts END,
+        lease_expires_at = CASE WHEN mem.consent = 'opted_in'
+                                THEN now() + make_interval(secs => :lease_s) END,
+        next_attempt_at = CASE WHEN mem.consent = 'opted_in' THEN r.next_attempt_at END,
+        error_code = CASE WHEN mem.consent = 'opted_in' THEN r.error_code
+                          WHEN mem.id IS NULL THEN 'member_deleted' ELSE 'opted_out' END,
+        error_text = CASE WHEN mem.consent = 'opted_in' THEN r.error_text
+                          WHEN mem.id IS NULL THEN 'the member was deleted before sending'
+                          ELSE 'the member opted out before sending' END,
+        updated_at = now()
+    FROM due
+    LEFT JOIN members mem ON mem.id = due.member_id AND mem.church_id = due.church_id
+    WHERE r.message_id = due.message_id AND r.member_id = due.member_id
+    RETURNING r.message_id, r.member_id, r.church_id, r.phone, r.status, r.attempts,
+              r.lease_expires_at, mem.first_name, mem.last_name
+)
+SELECT c.message_id, c.member_id, c.church_id, c.phone, c.status, c.attempts,
+       c.lease_expires_at, c.first_name, c.last_name, m.content, m.kind,
+       ch.name AS church_name, ch.sms_number, ch.sms_provider
+FROM claimed c
+JOIN messages m ON m.id = c.message_id
+JOIN churches ch ON ch.id = c.church_id
+"""
+)
+
+# Taken first in every write-back, in id order: serialises workers finishing the same message,
+# so the last one to commit sees every other's results when it decides "completed".
+_LOCK_MESSAGES = text(
+    "SELECT id FROM messages WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR UPDATE"
+)
+
+# Plan: the redundant `= ANY(...)` conditions on the primary key make the rows an index scan
+# the planner cannot miss (joined to unnest alone, it hashes a seq scan of the whole table),
+# and the lease travels as a column of v rather than as a constant, which looks selective
+# enough for the planner to seq-scan the table for it.
+# Fenced by (attempts, lease): a claim increments attempts and sets a fresh lease, so a row
+# whose lease expired and was claimed again by another worker no longer matches and keeps the
+# newer claim's state. A row requeued after lease expiry but not yet claimed again still
+# matches: recording its result then avoids a needless second send.
+# A delivery report that beat the write-back (pending_status_reports) is folded in here and
+# deleted; a report that lands in pending just after this snapshot is caught by the worker's
+# periodic sweep (koinonia.webhooks.repository.apply_matched_pending_reports).
+_RECORD = text(
+    """
+WITH v AS (
+    SELECT * FROM unnest(
+        CAST(:message_ids AS bigint[]), CAST(:member_ids AS bigint[]),
+        CAST(:attempts AS int[]), CAST(:outcomes AS text[]), CAST(:provider_ids AS text[]),
+        CAST(:error_codes AS text[]), CAST(:error_texts AS text[]),
+        CAST(:delays AS float8[]), CAST(:segments AS int[]), CAST(:opted_out AS boolean[]),
+        CAST(:leases AS timestamptz[])
+    ) AS v(message_id, member_id, attempts, outcome, provider_id, error_code, error_text,
+           delay_s, segments, opted_out, lease)
+),
+rec AS (
+    UPDATE message_recipients r
+    SET status = CASE
+            WHEN v.outcome = 'released' THEN 'queued'
+            WHEN v.outcome = 'sent' AND koinonia_status_rank(p.status) > 2 THEN p.status
+            ELSE v.outcome END,
+        attempts = CASE WHEN v.outcome = 'released' THEN r.attempts - 1 ELSE r.attempts END,
+        provider_message_id = coalesce(v.provider_id, r.provider_message_id),
+        segments = CASE WHEN v.outcome = 'sent' THEN v.segments ELSE r.segments END,
+        sent_at = CASE WHEN v.outcome = 'sent' THEN now() ELSE r.sent_at END,
+        delivered_at = CASE WHEN v.outcome = 'sent' AND p.status = 'delivered'
+                            THEN p.received_at ELSE r.delivered_at END,
+        error_code = CASE
+            WHEN v.outcome = 'sent' THEN CASE WHEN p.status IN ('undelivered', 'failed')
+                                              THEN p.error_code END
+            WHEN v.outcome = 'released' THEN r.error_code
+            ELSE v.error_code END,
+        error_text = CASE
+            WHEN v.outcome = 'sent' THEN CASE WHEN p.status IN ('undelivered', 'failed')
+                                              THEN p.error_text END
+            WHEN v.outcome = 'released' THEN r.error_text
+            ELSE v.error_text END,
+        next_attempt_at = CASE WHEN v.outcome IN ('queued', 'released')
+                               THEN now() + make_interval(secs => v.delay_s) END,
+        lease_expires_at = NULL,
+        updated_at = now()
+    FROM v
+    LEFT JOIN pending_status_reports p ON p.provider_message_id = v.provider_id
+    WHERE r.message_id = ANY(CAST(:distinct_message_ids AS bigint[]))
+      AND r.member_id = ANY(CAST(:member_ids AS bigint[]))
+      AND r.message_id = v.message_id AND r.member_id = v.member_id
+      AND r.attempts = v.attempts AND r.lease_expires_at = v.lease
+      AND r.status IN ('sending', 'queued')
+    RETURNING r.message_id, r.member_id, r.provider_message_id, v.outcome, v.segments,
+              v.opted_out
+),
+applied AS (
+    DELETE FROM pending_status_reports p
+    USING rec
+    WHERE rec.outcome = 'sent' AND p.provider_message_id = rec.provider_message_id
+),
+opted AS (
+    UPDATE members mem
+    SET consent = 'opted_out', consent_changed_at = now(), consent_source = 'carrier'
+    FROM rec
+    WHERE rec.opted_out AND mem.id = rec.member_id AND mem.consent <> 'opted_out'
+)
+SELECT rec.message_id,
+       coalesce(sum(rec.segments) FILTER (WHERE rec.outcome = 'sent'), 0) AS segments,
+       count(*) AS recorded
+FROM rec
+GROUP BY rec.message_id
+"""
+)
+
+# Segments reach usage (the texts were reserved when the message was written) and the
+# message's total; a message with no queued or sending recipient left is completed. Runs after
+# _LOCK_MESSAGES in its own statement, so its snapshot includes every competing write-back.
+# "Left" is read from the trigger-maintained counters (an index lookup of a few rows), not
+# from the recipients: EXISTS over a million recipients of which none is open is a full scan
+# when the planner bets on finding one early.
+_FINISH = text(
+    """
+WITH batch AS (
+    SELECT * FROM unnest(CAST(:message_ids AS bigint[]), CAST(:segments AS bigint[]))
+        AS b(message_id, segments)
+),
+usage_add AS (
+    INSERT INTO usage AS u (church_id, month, segments)
+    SELECT m.church_id, CAST(date_trunc('month', m.created_at AT TIME ZONE 'UTC') AS date),
+           sum(b.segments)
+    FROM batch b JOIN messages m ON m.id = b.message_id
+    WHERE b.segments > 0
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    ON CONFLICT (church_id, month) DO UPDATE SET segments = u.segments + EXCLUDED.segments
+)
+UPDATE messages m
+SET status = CASE WHEN m.status NOT IN ('queued', 'scheduled', 'sending') THEN m.status
+                  WHEN o.open THEN 'sending' ELSE 'completed' END,
+    completed_at = CASE WHEN m.status IN ('queued', 'scheduled', 'sending') AND NOT o.open
+                        THEN now() ELSE m.completed_at END,
+    total_segments = m.total_segments + b.segments
+FROM batch b
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(c.n), 0) > 0 AS open
+    FROM message_status_counts c
+    WHERE c.message_id = b.message_id AND c.status IN ('queued', 'sending')
+) o
+WHERE m.id = b.message_id
+RETURNING m.id, m.status
+"""
+)
+
+# Rows of a worker that died: back to the queue. Attempts already count the lost try, so a
+# text that keeps killing workers fails after max_attempts instead of looping forever. The
+# lease is kept: the original worker, if merely slow, may still record what it sent.
+_REQUEUE_EXPIRED = text(
+    """
+WITH expired AS (
+    SELECT message_id, member_id FROM message_recipients
+    WHERE status = 'sending' AND lease_expires_at < now()
+    FOR UPDATE SKIP LOCKED
+),
+requeued AS (
+    UPDATE message_recipients r
+    SET status = CASE WHEN r.attempts >= :max_attempts THEN 'failed' ELSE 'queued' END,
+        next_attempt_at = CASE WHEN r.attempts >= :max_attempts THEN NULL ELSE now() END,
+        error_code = CASE WHEN r.attempts >= :max_attempts THEN 'lease_expired'
+                          ELSE r.error_code END,
+        error_text = CASE WHEN r.attempts >= :max_attempts
+                          THEN 'the worker sending it stopped too often' ELSE r.error_text END,
+        updated_at = now()
+    FROM expired e
+    WHERE r.message_id = e.message_id AND r.member_id = e.member_id
+    RETURNING r.message_id, r.status
+)
+SELECT message_id, count(*) AS n, bool_or(status = 'failed') AS any_failed
+FROM requeued GROUP BY message_id
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRecipient:
+    message_id: int
+    member_id: int
+    church_id: int
+    phone: str
+    status: str  # 'sending' (ours to send) or 'skipped' (opted out / deleted since)
+    attempts: int  # including this one; with `lease`, the fence for the write-back
+    lease: datetime | None
+    first_name: str | None
+    last_name: str | None
+    content: str
+    kind: str
+    church_name: str
+    sms_number: str | None
+    sms_provider: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one claimed recipient, as the write-back needs it."""
+
+    message_id: int
+    member_id: int
+    attempts: int
+    outcome: str  # SENT, RETRY, FAILED or RELEASED
+    provider_id: str | None = None
+    error_code: str | None = None
+    error_text: str | None = None
+    delay_s: float = 0.0  # for RETRY: seconds until the next attempt
+    segments: int = 1  # of the rendered body, for SENT
+    opted_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    recorded: int  # rows written (fewer than outcomes when a lease was lost)
+    segments: int
+    completed: list[int]  # messages completed by this write-back
+
+
+class DeliveryRepository:
+    """Queue operations across all churches (workers claim work for every tenant)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def claim_due_recipients(self, *, limit: int, lease_s: float) -> list[ClaimedRecipient]:
+        """Lock up to `limit` due recipients (SKIP LOCKED: workers never wait on each other),
+        lease them and return what sending needs. The caller commits before sending."""
+        rows = await self.session.execute(_CLAIM, {"limit": limit, "lease_s": float(lease_s)})
+        return [
+            ClaimedRecipient(
+                message_id=int(r.message_id),
+                member_id=int(r.member_id),
+                church_id=int(r.church_id),
+                phone=r.phone,
+                status=r.status,
+                attempts=int(r.attempts),
+                lease=r.lease_expires_at,
+                first_name=r.first_name,
+                last_name=r.last_name,
+                content=r.content,
+                kind=r.kind,
+                church_name=r.church_name,
+                sms_number=r.sms_number,
+                sms_provider=r.sms_provider,
+            )
+            for r in rows
+        ]
+
+    async def record_results(
+        self, outcomes: Sequence[Outcome], *, lease: datetime | None, message_ids: Sequence[int]
+    ) -> Recorded:
+        """Write a batch back: three statements whatever its size (lock the messages, write
+        every recipient + pending reports + opt-outs, then usage + message completion).
+
+        `message_ids` are all messages the claim touched, including those whose rows were
+        only skipped, so a message whose last recipients opted out still completes."""
+        ids = sorted(set(message_ids))
+        if not ids:
+            return Recorded(0, 0, [])
+        await self.session.execute(_LOCK_MESSAGES, {"ids": ids})
+        per_message: dict[int, int] = {}
+        recorded = 0
+        if outcomes:
+            rows = await self.session.execute(
+                _RECORD,
+                {
+                    "message_ids": [o.message_id for o in outcomes],
+                    "member_ids": [o.member_id for o in outcomes],
+                    "attempts": [o.attempts for o in outcomes],
+                    "outcomes": [o.outcome for o in outcomes],
+                    "provider_ids": [o.provider_id for o in outcomes],
+                    "error_codes": [o.error_code for o in outcomes],
+                    "error_texts": [o.error_text for o in outcomes],
+                    "delays": [float(o.delay_s) for o in outcomes],
+                    "segments": [o.segments for o in outcomes],
+                    "opted_out": [o.opted_out for o in outcomes],
+                    "leases": [lease] * len(outcomes),
+                    "distinct_message_ids": sorted({o.message_id for o in outcomes}),
+                },
+            )
+            for row in rows:
+                per_message[int(row.message_id)] = int(row.segments)
+                recorded += int(row.recorded)
+        completed = await self._finish(ids, per_message)
+        return Recorded(recorded, sum(per_message.values()), completed)
+
+    async def _finish(self, ids: list[int], segments: dict[int, int]) -> list[int]:
+        rows = await self.session.execute(
+            _FINISH, {"message_ids": ids, "segments": [segments.get(i, 0) for i in ids]}
+        )
+        return [int(r.id) for r in rows if r.status == "completed"]
+
+    async def requeue_expired_leases(self, *, max_attempts: int) -> int:
+        """Put the rows of dead workers back in the queue (one statement; messages whose rows
+        failed for good here are completed in the same transaction). Returns rows requeued."""
+        rows = (await self.session.execute(_REQUEUE_EXPIRED, {"max_attempts": max_attempts})).all()
+        failed = sorted(int(r.message_id) for r in rows if r.any_failed)
+        if failed:
+            await self.session.execute(_LOCK_MESSAGES, {"ids": failed})
+            await self._finish(failed, {})
+        return sum(int(r.n) for r in rows)

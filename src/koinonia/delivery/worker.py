@@ -1,0 +1,231 @@
+"""The delivery worker process: `koinonia worker` (and a task inside `koinonia dev`).
+
+It sleeps on LISTEN koinonia_work (a send commits `pg_notify('koinonia_work', ...)`, so a
+broadcast starts within milliseconds) with a short poll as the safety net for a missed
+notification or due retries, runs `settings.send_pipelines` batch loops over one shared
+dispatcher (while one batch is being claimed or recorded, another is sending), sweeps expired
+leases of dead workers back into the queue, and fires due schedules and welcome texts.
+
+Database connections: the listener holds one connection of the engine's pool for its lifetime
+(LISTEN needs a session of its own that is never handed to anyone else); everything else
+borrows pool connections per statement batch. No connection is opened outside the pool.
+Behind PgBouncer in transaction mode LISTEN cannot work (the server session is not ours
+between transactions): notifications are then simply never received and the poll
+(`worker_poll_s`) does all the waking; point DATABASE_URL of workers at PgBouncer in session
+mode, or at Postgres directly, to keep the instant start.
+
+Shutdown (SIGTERM / SIGINT, or `stop` set by the caller): nothing new is claimed, texts already
+handed to a provider finish and are recorded, claimed texts not yet sent go back to 'queued'
+without spending an attempt, then the HTTP session and the listener connection are closed. A
+second signal cancels at once; the lease sweep of another worker then recovers the rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from koinonia.config import Settings
+from koinonia.db import engine as db_engine
+from koinonia.db.session import job_session
+from koinonia.delivery.dispatcher import Dispatcher
+from koinonia.delivery.repository import DeliveryRepository
+from koinonia.kit.logging import configure_logging, log
+
+CHANNEL = "koinonia_work"
+RELISTEN_S = 5.0  # after the listener's connection fails
+
+
+async def _wait_any(*events: asyncio.Event, within: float | None) -> None:
+    """Until one of `events` is set or `within` seconds (None: no limit) pass."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def _listen_once(engine: AsyncEngine, wake: asyncio.Event, stop: asyncio.Event) -> None:
+    """LISTEN on one pool connection until `stop`; raises if the connection is lost."""
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection  # the asyncpg connection
+        lost = asyncio.Event()
+
+        def on_notify(*_args: object) -> None:
+            wake.set()
+
+        def on_lost(*_args: object) -> None:
+            lost.set()
+
+        await driver.add_listener(CHANNEL, on_notify)
+        driver.add_termination_listener(on_lost)
+        wake.set()  # anything committed while we were not listening
+        try:
+            await _wait_any(stop, lost, within=None)
+        finally:
+            driver.remove_termination_listener(on_lost)
+            if not lost.is_set():
+                with contextlib.suppress(Exception):
+                    await driver.remove_listener(CHANNEL, on_notify)
+        if lost.is_set():
+            raise ConnectionError("listener connection closed")
+
+
+async def _listen(engine: AsyncEngine, wake: asyncio.Event, stop: asyncio.Event) -> None:
+    """Set `wake` on every NOTIFY; reconnect (through the pool) if the connection drops."""
+    while not stop.is_set():
+        try:
+            await _listen_once(engine, wake, stop)
+        except Exception as exc:
+            log.warning("worker_listen_failed", error=str(exc), retry_s=RELISTEN_S)
+            await _wait_any(stop, within=RELISTEN_S)
+
+
+async def _pipeline(
+    dispatcher: Dispatcher, wake: asyncio.Event, stop: asyncio.Event, poll_s: float
+) -> None:
+    """Batch after batch while there is work; then wait for a NOTIFY or the poll."""
+    while not stop.is_set():
+        try:
+            result = await dispatcher.run_once()
+        except Exception:
+            log.exception("delivery_batch_failed")
+            await _wait_any(stop, within=poll_s)
+            continue
+        if result.claimed == 0:
+            await _wait_any(wake, stop, within=poll_s)
+            wake.clear()
+
+
+async def sweep(settings: Settings) -> int:
+    """Requeue expired leases; apply delivery reports that were parked before their send was
+    recorded and purge old ones. Returns rows requeued. Each part in its own transaction, so
+    one failing does not block the others."""
+    async with job_session() as session:
+        requeued = await DeliveryRepository(session).requeue_expired_leases(
+            max_attempts=settings.max_attempts
+        )
+    if requeued:
+        log.warning("delivery_leases_requeued", rows=requeued)
+    try:
+        from koinonia.webhooks.repository import (
+            DeliveryReportRepository,
+            purge_stale_pending_reports,
+        )
+
+        async with job_session() as session:
+            await DeliveryReportRepository(session).apply_matched_pending_reports()
+            await purge_stale_pending_reports(session)
+    except Exception:
+        log.exception("pending_reports_sweep_failed")
+    return requeued
+
+
+async def _schedule(settings: Settings, stop: asyncio.Event) -> None:
+    """Fire due recurring messages and welcome texts (koinonia.delivery.scheduler); the
+    messages they write NOTIFY the pipelines like any send."""
+    while not stop.is_set():
+        try:
+            from koinonia.delivery.scheduler import fire_due_schedules, send_due_welcomes
+
+            await fire_due_schedules()
+            await send_due_welcomes()
+        except Exception:
+            log.exception("delivery_schedules_failed")
+        await _wait_any(stop, within=settings.schedule_poll_s)
+
+
+async def _maintain(settings: Settings, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await sweep(settings)
+        except Exception:
+            log.exception("delivery_sweep_failed")
+        await _wait_any(stop, within=settings.lease_sweep_s)
+
+
+async def run_worker(
+    settings: Settings, *, stop: asyncio.Event, dispatcher: Dispatcher | None = None
+) -> None:
+    """Deliver until `stop` is set, then shut down gracefully (see the module docstring).
+
+    Uses the process engine (initialised here if the caller has not)."""
+    try:
+        engine = db_engine.get_engine()
+        owns_engine = False
+    except RuntimeError:
+        engine = db_engine.init_engine(settings)
+        owns_engine = True
+    if dispatcher is None:
+        dispatcher = Dispatcher(settings, stop=stop)
+    else:
+        dispatcher.stop = stop
+    wake = asyncio.Event()
+    background = [
+        asyncio.create_task(_listen(engine, wake, stop), name="worker-listen"),
+        asyncio.create_task(_maintain(settings, stop), name="worker-sweep"),
+        asyncio.create_task(_schedule(settings, stop), name="worker-schedules"),
+    ]
+    log.info(
+        "worker_started",
+        pipelines=settings.send_pipelines,
+        batch=dispatcher.batch_size,
+        concurrency=settings.send_concurrency,
+        rate_per_number=settings.send_rate_per_number,
+    )
+    try:
+        await asyncio.gather(
+            *(
+                _pipeline(dispatcher, wake, stop, settings.worker_poll_s)
+                for _ in range(settings.send_pipelines)
+            )
+        )
+    finally:
+        stop.set()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await dispatcher.close()
+        if owns_engine:
+            await db_engine.dispose_engine()
+        log.info("worker_stopped")
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """First SIGTERM/SIGINT: graceful stop. Second: cancel the main task at once."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("worker_forced_stop", signal=sig.name)
+            if main is not None:
+                main.cancel()
+            return
+        log.info("worker_stopping", signal=sig.name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+
+async def serve_worker(settings: Settings) -> None:
+    """The `koinonia worker` process: logging, engine, migrations, signals, run."""
+    from koinonia.db.migrate import migrate
+
+    configure_logging(json=settings.json_logs)
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    engine = db_engine.init_engine(settings)
+    try:
+        await migrate(engine)
+        await run_worker(settings, stop=stop)
+    finally:
+        await db_engine.dispose_engine()

@@ -1,0 +1,109 @@
+"""`koinonia dev` (what `make run` starts): the API, a delivery worker and the SMS sandbox in
+one asyncio loop, so a fresh machine needs one command and one Ctrl-C.
+
+The sandbox listens on the port of `settings.sandbox_url` and posts delivery reports and
+member texts to `settings.public_url`, so a broadcast sent from the API goes through the worker,
+the real adapters, the sandbox and back through the signed webhooks, as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Generator
+from urllib.parse import urlsplit
+
+import uvicorn
+
+from koinonia.config import Settings
+from koinonia.db import engine as db_engine
+from koinonia.db.migrate import migrate
+from koinonia.delivery.worker import install_signal_handlers, run_worker
+from koinonia.kit.logging import configure_logging, log
+from koinonia.sms.sandbox import DEFAULT_PORT, SandboxConfig, start_sandbox
+
+_SANDBOX_DEFAULTS = SandboxConfig()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: ours stops the worker before the API (the
+    API's lifespan disposes of the engine the worker is still using)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def dev_settings(settings: Settings) -> Settings:
+    """With the sandbox's development credentials, Twilio and Telnyx churches talk to the
+    sandbox too (the demo data may use either); real credentials keep the real APIs."""
+    updates: dict[str, str] = {}
+    if settings.twilio_auth_token == _SANDBOX_DEFAULTS.twilio_auth_token:
+        updates["twilio_api_url"] = settings.sandbox_url
+    if settings.telnyx_api_key == _SANDBOX_DEFAULTS.telnyx_api_key:
+        updates["telnyx_api_url"] = settings.sandbox_url
+    return settings.model_copy(update=updates) if updates else settings
+
+
+def sandbox_config(settings: Settings) -> SandboxConfig:
+    public = settings.public_url.rstrip("/")
+    return SandboxConfig(
+        twilio_account_sid=settings.twilio_account_sid,
+        twilio_auth_token=settings.twilio_auth_token,
+        telnyx_api_key=settings.telnyx_api_key,
+        twilio_inbound_url=f"{public}/api/v1/webhooks/twilio/inbound",
+        telnyx_inbound_url=f"{public}/api/v1/webhooks/telnyx",
+    )
+
+
+async def serve_dev(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set (or SIGINT/SIGTERM when `stop` is not given)."""
+    from koinonia.app import create_app
+
+    settings = dev_settings(settings)
+    configure_logging(json=settings.json_logs)
+    if stop is None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+    where = urlsplit(settings.sandbox_url)
+    sandbox = await start_sandbox(
+        sandbox_config(settings),
+        host=where.hostname or "127.0.0.1",
+        port=where.port or DEFAULT_PORT,
+    )
+    try:
+        await migrate(db_engine.init_engine(settings))
+        server = _Server(
+            uvicorn.Config(
+                create_app(settings),
+                host=settings.host,
+                port=settings.port,
+                log_level="warning",
+                access_log=False,
+            )
+        )
+        api = asyncio.create_task(server.serve(), name="dev-api")
+        while not server.started:
+            if api.done():
+                await api  # start-up failed (port taken): uvicorn says why
+                return
+            await asyncio.sleep(0.05)
+        worker = asyncio.create_task(run_worker(settings, stop=stop), name="dev-worker")
+        log.info(
+            "dev_started", api=f"http://{settings.host}:{settings.port}", sandbox=sandbox.base_url
+        )
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({api, worker, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        await asyncio.gather(worker, return_exceptions=True)  # finishes its in-flight batch
+        server.should_exit = True
+        await asyncio.gather(api, stopped, return_exceptions=True)
+    finally:
+        await sandbox.stop()
+        await db_engine.dispose_engine()
+
+
+def run_dev(settings: Settings) -> None:
+    """Blocking entry point of `koinonia dev`."""
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(serve_dev(settings))

@@ -1,0 +1,146 @@
+"""Read-through cache of per-church JSON documents (stats dashboards) over kit.store.
+
+Keys carry a per-church version: `cache:{church}:{version}:{name}[:{variant}]`. Invalidating a
+church bumps its version (INCRBY on `cache:v:{church}`), so every cached read of that church
+misses at once, in every process sharing the store (Redis), without finding or deleting keys;
+the orphaned entries expire by their TTL. TTLs therefore only bound staleness the application
+cannot see (delivery results written by workers and webhooks, until they invalidate too).
+
+Versions move by random steps, and a missing version (never set, expired, evicted) is started
+at a random value too: a version number is never reused, so an entry written under an older
+incarnation of the counter can never be read back as current.
+
+Every store failure degrades to the loader (the database), never to an error: a broken Redis
+makes the cache a pass-through. Lookups are counted in `koinonia_cache_requests_total{name,
+result}` with result `hit`, `miss` or `error` (store unavailable: loaded, not cached).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from koinonia.kit.logging import log
+from koinonia.kit.metrics import CACHE
+from koinonia.kit.store import Store, get_store
+
+# A version lives a day from its creation; entries must live less than that.
+VERSION_TTL_S = 24 * 3600
+MAX_TTL_S = VERSION_TTL_S / 2
+_STEP = 2**31
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+Loader = Callable[[], Awaitable[Any]]
+
+
+def _version_key(church_id: int) -> str:
+    return f"cache:v:{church_id}"
+
+
+def _entry_key(name: str, variant: str, church_id: int, version: int) -> str:
+    key = f"cache:{church_id}:{version}:{name}"
+    return f"{key}:{variant}" if variant else key
+
+
+def _step() -> int:
+    return random.randrange(1, _STEP)  # not security-sensitive: uniqueness only
+
+
+def _encode_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot cache {type(value).__name__} as JSON")
+
+
+def _encode(value: Any) -> bytes:
+    return orjson.dumps(value, default=_encode_default)
+
+
+async def _current_version(store: Store, church_id: int) -> int | None:
+    """The church's cache version; None when the store cannot say (then nothing is cached)."""
+    raw = await store.get(_version_key(church_id))
+    if raw is not None:
+        return int(raw)
+    started = await store.incr(_version_key(church_id), VERSION_TTL_S, by=_step())
+    return started or None  # RedisStore answers 0 when Redis is down
+
+
+async def get_or_load_json(
+    name: str, church_id: int, ttl_s: float, loader: Loader, *, variant: str = ""
+) -> bytes:
+    """The JSON bytes of `loader()`'s result (dicts, lists, scalars, dataclasses, datetimes,
+    Pydantic models), from the cache when it holds them for the church's current version.
+
+    `name` labels the metric (keep it low-cardinality); `variant` separates parameterised
+    documents of one name (e.g. `days=30`). Loader errors propagate; store errors never do."""
+    if not 0 < ttl_s <= MAX_TTL_S:
+        raise ValueError(f"ttl_s must be in (0, {MAX_TTL_S}]")
+    store = get_store()
+    key: str | None = None
+    try:
+        version = await _current_version(store, church_id)
+        if version is not None:
+            key = _entry_key(name, variant, church_id, version)
+            cached = await store.get(key)
+            if cached is not None:
+                CACHE.labels(name, "hit").inc()
+                return cached
+    except Exception as exc:
+        key = None
+        log.warning("cache_unavailable", op="get", name=name, error=repr(exc))
+    CACHE.labels(name, "miss" if key is not None else "error").inc()
+    value = _encode(await loader())
+    if key is not None:
+        try:
+            await store.set(key, value, ttl_s)
+        except Exception as exc:
+            log.warning("cache_unavailable", op="set", name=name, error=repr(exc))
+    return value
+
+
+async def get_or_load(
+    name: str, church_id: int, ttl_s: float, loader: Loader, *, variant: str = ""
+) -> Any:
+    """`get_or_load_json`, decoded: plain JSON values (a cached model comes back as a dict)."""
+    return orjson.loads(await get_or_load_json(name, church_id, ttl_s, loader, variant=variant))
+
+
+async def invalidate_church(church_id: int) -> None:
+    """Every cached document of the church misses from now on, in every process. Call it after
+    the change is committed (a reader between the bump and the commit would cache old data
+    under the new version). Never raises: a store outage is logged and the TTLs take over."""
+    try:
+        await get_store().incr(_version_key(church_id), VERSION_TTL_S, by=_step())
+    except Exception as exc:
+        log.warning("cache_unavailable", op="invalidate", church_id=church_id, error=repr(exc))
+
+
+class InvalidateOnWrite:
+    """ASGI middleware: a successful authenticated write (POST/PUT/PATCH/DELETE answered below
+    400 after `current_auth` put the church in `request.state.church_id`) invalidates its
+    church's cache before the response starts, so the client's next read sees its own write.
+    The request's transaction has committed by then: the session dependency is function-scoped
+    and closes when the endpoint returns, before the response is sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in WRITE_METHODS:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_after_invalidating(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400:
+                church_id = (scope.get("state") or {}).get("church_id")
+                if church_id is not None:
+                    await invalidate_church(church_id)
+            await send(message)
+
+        await self.app(scope, receive, send_after_invalidating)

@@ -1,0 +1,141 @@
+"""Stats dashboards: one SQL statement each, cached per church (kit.cache).
+
+Services return the JSON document as bytes: a cache hit is served as stored, without decoding
+and re-validating it. Every successful write of the church invalidates its documents at once
+(kit.cache.InvalidateOnWrite); the TTLs bound what no request announces: delivery results
+written by workers and webhooks (until they call `invalidate_church`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from koinonia.auth.context import AuthContext
+from koinonia.kit import cache
+from koinonia.messages.service import billing_month
+from koinonia.stats.repository import StatsRepository
+from koinonia.stats.schemas import (
+    BranchStatsOut,
+    BranchStatsPage,
+    DayStats,
+    MemberCounts,
+    MessageStatsOut,
+    StatusTotals,
+    SummaryOut,
+)
+
+SUMMARY_TTL_S = 60
+BRANCHES_TTL_S = 300  # the seed plan's 5 minutes
+MESSAGES_TTL_S = 120
+
+
+def delivery_rate(*, sent: int, delivered: int, undelivered: int, failed: int) -> float | None:
+    attempted = sent + delivered + undelivered + failed
+    return round(delivered / attempted, 4) if attempted else None
+
+
+async def summary(session: AsyncSession, auth: AuthContext) -> bytes:
+    month = billing_month()
+    month_start = datetime(month.year, month.month, 1, tzinfo=UTC)
+
+    async def load() -> SummaryOut:
+        row = await StatsRepository(session, church_id=auth.church_id).summary(month=month_start)
+        return SummaryOut(
+            members=MemberCounts(
+                total=row.members, opted_in=row.members - row.opted_out, opted_out=row.opted_out
+            ),
+            branches=row.branches,
+            groups=row.groups,
+            month=f"{month:%Y-%m}",
+            texts=row.texts,
+            segments=row.segments,
+            messages=row.messages,
+            sent=row.sent,
+            delivered=row.delivered,
+            undelivered=row.undelivered,
+            failed=row.failed,
+            delivery_rate=delivery_rate(
+                sent=row.sent,
+                delivered=row.delivered,
+                undelivered=row.undelivered,
+                failed=row.failed,
+            ),
+        )
+
+    return await cache.get_or_load_json(
+        "stats.summary", auth.church_id, SUMMARY_TTL_S, load, variant=f"{month:%Y-%m}"
+    )
+
+
+async def branches(session: AsyncSession, auth: AuthContext, *, days: int) -> bytes:
+    async def load() -> BranchStatsPage:
+        rows = await StatsRepository(session, church_id=auth.church_id).branches(days=days)
+        items = [
+            BranchStatsOut(
+                branch_id=r.id,
+                name=r.name,
+                is_active=r.is_active,
+                groups=r.groups,
+                members=r.members,
+                messages=r.messages,
+                texts=r.texts,
+                sent=r.sent,
+                delivered=r.delivered,
+                undelivered=r.undelivered,
+                failed=r.failed,
+                delivery_rate=delivery_rate(
+                    sent=r.sent, delivered=r.delivered, undelivered=r.undelivered, failed=r.failed
+                ),
+            )
+            for r in rows
+            if r.id is not None
+        ]
+        return BranchStatsPage(days=days, since=rows[0].since, items=items)
+
+    return await cache.get_or_load_json(
+        "stats.branches", auth.church_id, BRANCHES_TTL_S, load, variant=f"days={days}"
+    )
+
+
+async def messages(session: AsyncSession, auth: AuthContext, *, days: int) -> bytes:
+    async def load() -> MessageStatsOut:
+        rows = await StatsRepository(session, church_id=auth.church_id).messages_by_day(days=days)
+        totals = StatusTotals(
+            queued=sum(r.queued for r in rows),
+            sending=sum(r.sending for r in rows),
+            sent=sum(r.sent for r in rows),
+            delivered=sum(r.delivered for r in rows),
+            undelivered=sum(r.undelivered for r in rows),
+            failed=sum(r.failed for r in rows),
+            skipped=sum(r.skipped for r in rows),
+        )
+        series = [
+            DayStats(
+                day=r.day,
+                messages=r.messages,
+                texts=r.queued + r.sending + r.sent + r.delivered + r.undelivered + r.failed,
+                delivered=r.delivered,
+            )
+            for r in rows
+        ]
+        return MessageStatsOut(
+            days=days,
+            timezone=rows[0].tz,
+            since=rows[0].since,
+            messages=sum(d.messages for d in series),
+            texts=sum(d.texts for d in series),
+            by_status=totals,
+            delivery_rate=delivery_rate(
+                sent=totals.sent,
+                delivered=totals.delivered,
+                undelivered=totals.undelivered,
+                failed=totals.failed,
+            ),
+            series=series,
+        )
+
+    return await cache.get_or_load_json(
+        "stats.messages", auth.church_id, MESSAGES_TTL_S, load, variant=f"days={days}"
+    )

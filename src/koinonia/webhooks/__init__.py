@@ -1,0 +1,1 @@
+"""Provider webhooks: delivery reports (Twilio, Telnyx) and the inbound-text entry point."""
