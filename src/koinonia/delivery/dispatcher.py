@@ -36,6 +36,7 @@ from koinonia.delivery.repository import (
 from koinonia.kit import metrics
 from koinonia.kit.logging import log
 from koinonia.kit.segments import count_segments, render
+from koinonia.messages.service import VERBATIM_KINDS
 from koinonia.sms.base import (
     OutboundSms,
     Provider,
@@ -245,13 +246,19 @@ class Dispatcher:
             log.error("delivery_provider_misconfigured", provider=row.sms_provider, error=str(exc))
             result = SendResult(None, "provider_config", str(exc), transient=True)
             return self._retry_or_fail(row, result)
-        body = render(
-            row.content,
-            {
-                "first_name": row.first_name or "",
-                "last_name": row.last_name or "",
-                "church_name": row.church_name,
-            },
+        # Relays, replies and system texts hold other people's words, already composed: their
+        # braces are literal, never merge fields.
+        body = (
+            row.content
+            if row.kind in VERBATIM_KINDS
+            else render(
+                row.content,
+                {
+                    "first_name": row.first_name or "",
+                    "last_name": row.last_name or "",
+                    "church_name": row.church_name,
+                },
+            )
         )
         if not await self.limiter.acquire(
             row.sms_number, max_wait=max(0.0, deadline - time.monotonic()), stop=self.stop

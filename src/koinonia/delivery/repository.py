@@ -33,26 +33,33 @@ WITH due AS (
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 ),
+fate AS (
+    -- A member who opted out (or was deleted) since the message was written is skipped here,
+    -- never sent. System texts (opt-out confirmations, HELP, the unknown-sender reply) go to
+    -- the number whatever its consent: carriers require them.
+    SELECT due.message_id, due.member_id, mem.id IS NULL AS deleted,
+           mem.first_name, mem.last_name,
+           (mem.consent = 'opted_in' OR msg.kind = 'system') IS TRUE AS sendable
+    FROM due
+    JOIN messages msg ON msg.id = due.message_id
+    LEFT JOIN members mem ON mem.id = due.member_id AND mem.church_id = due.church_id
+),
 claimed AS (
-    -- One UPDATE for both fates: a member who opted out (or was deleted) since the message
-    -- was written is skipped here, never sent.
     UPDATE message_recipients r
-    SET status = CASE WHEN mem.consent = 'opted_in' THEN 'sending' ELSE 'skipped' END,
-        attempts = CASE WHEN mem.consent = 'opted_in' THEN r.attempts + 1 ELSE r.attempts END,
-        lease_expires_at = CASE WHEN mem.consent = 'opted_in'
-                                THEN now() + make_interval(secs => :lease_s) END,
-        next_attempt_at = CASE WHEN mem.consent = 'opted_in' THEN r.next_attempt_at END,
-        error_code = CASE WHEN mem.consent = 'opted_in' THEN r.error_code
-                          WHEN mem.id IS NULL THEN 'member_deleted' ELSE 'opted_out' END,
-        error_text = CASE WHEN mem.consent = 'opted_in' THEN r.error_text
-                          WHEN mem.id IS NULL THEN 'the member was deleted before sending'
+    SET status = CASE WHEN f.sendable THEN 'sending' ELSE 'skipped' END,
+        attempts = CASE WHEN f.sendable THEN r.attempts + 1 ELSE r.attempts END,
+        lease_expires_at = CASE WHEN f.sendable THEN now() + make_interval(secs => :lease_s) END,
+        next_attempt_at = CASE WHEN f.sendable THEN r.next_attempt_at END,
+        error_code = CASE WHEN f.sendable THEN r.error_code
+                          WHEN f.deleted THEN 'member_deleted' ELSE 'opted_out' END,
+        error_text = CASE WHEN f.sendable THEN r.error_text
+                          WHEN f.deleted THEN 'the member was deleted before sending'
                           ELSE 'the member opted out before sending' END,
         updated_at = now()
-    FROM due
-    LEFT JOIN members mem ON mem.id = due.member_id AND mem.church_id = due.church_id
-    WHERE r.message_id = due.message_id AND r.member_id = due.member_id
+    FROM fate f
+    WHERE r.message_id = f.message_id AND r.member_id = f.member_id
     RETURNING r.message_id, r.member_id, r.church_id, r.phone, r.status, r.attempts,
-              r.lease_expires_at, mem.first_name, mem.last_name
+              r.lease_expires_at, f.first_name, f.last_name
 )
 SELECT c.message_id, c.member_id, c.church_id, c.phone, c.status, c.attempts,
        c.lease_expires_at, c.first_name, c.last_name, m.content, m.kind,

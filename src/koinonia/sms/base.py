@@ -128,7 +128,7 @@ class HttpAdapter:
         url: str,
         *,
         headers: Mapping[str, str],
-        data: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | str | None = None,
         json_body: Mapping[str, Any] | None = None,
     ) -> HttpAnswer | SendResult:
         """POST and read the answer; a transport failure comes back as a transient result."""

@@ -1,0 +1,112 @@
+"""Helpers of the delivery tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fixtures.factories import Tenant
+from koinonia.delivery.dispatcher import Dispatcher
+from koinonia.messages.service import enqueue
+from koinonia.models import Church
+from koinonia.sms.sandbox import RunningSandbox
+
+
+@dataclass
+class Broadcast:
+    church: Tenant
+    message_id: int
+    member_ids: list[int]
+
+
+async def message_status(session: AsyncSession, message_id: int) -> str:
+    row = await session.execute(
+        text("SELECT status FROM messages WHERE id = :m"), {"m": message_id}
+    )
+    await session.commit()
+    return str(row.scalar_one())
+
+
+async def send_to_all(session: AsyncSession, church_id: int, content: str) -> int:
+    church = await session.get(Church, church_id)
+    assert church is not None
+    queued = await enqueue(
+        session,
+        church=church,
+        plan_texts=None,
+        content=content,
+        kind="broadcast",
+        target_type="all",
+        target_ids=[],
+        hold_for_quiet_hours=False,
+    )
+    await session.commit()
+    return queued.id
+
+
+async def statuses(session: AsyncSession, message_id: int) -> dict[str, int]:
+    """Recipients per status, from the rows themselves."""
+    rows = await session.execute(
+        text(
+            "SELECT status, count(*) FROM message_recipients WHERE message_id = :m GROUP BY status"
+        ),
+        {"m": message_id},
+    )
+    await session.commit()
+    return {r[0]: int(r[1]) for r in rows}
+
+
+async def counted(session: AsyncSession, message_id: int) -> dict[str, int]:
+    """Recipients per status, from the trigger-maintained counters (what dashboards read)."""
+    rows = await session.execute(
+        text(
+            "SELECT status, sum(n) FROM message_status_counts WHERE message_id = :m"
+            " GROUP BY status HAVING sum(n) <> 0"
+        ),
+        {"m": message_id},
+    )
+    await session.commit()
+    return {r[0]: int(r[1]) for r in rows}
+
+
+async def deliver_all(
+    dispatcher: Dispatcher, session: AsyncSession, message_id: int, within_s: float = 30.0
+) -> None:
+    """Run batches until no recipient of the message is queued or sending (retries included)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        result = await dispatcher.run_once()
+        if result.claimed:
+            continue
+        open_ = await session.execute(
+            text(
+                "SELECT count(*) FROM message_recipients WHERE message_id = :m"
+                " AND status IN ('queued', 'sending')"
+            ),
+            {"m": message_id},
+        )
+        await session.commit()
+        if open_.scalar_one() == 0:
+            return
+        assert time.monotonic() < deadline, "delivery did not finish in time"
+        await asyncio.sleep(0.02)
+
+
+def sent_phones(sandbox: RunningSandbox, from_: str | None = None) -> list[str]:
+    return [m.to for m in sandbox.carrier.messages if from_ is None or m.from_ == from_]
+
+
+def assert_rate(sandbox: RunningSandbox, rate: float, *, expected: int) -> None:
+    """The carrier's own acceptance times: the mean rate within 5%, and no 1-second window
+    holding more than the rate allows."""
+    times = sorted(m.accepted_at.timestamp() for m in sandbox.carrier.messages)
+    assert len(times) == expected
+    measured = (len(times) - 1) / (times[-1] - times[0])
+    assert abs(measured - rate) / rate < 0.05, measured
+    busiest = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
+    print(f"rate {measured:.2f}/s, busiest second {busiest}")
+    assert busiest <= rate * 1.05 + 1

@@ -1,0 +1,422 @@
+"""Claim → send → record through the sandbox over real HTTP, on committed rows."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from delivery.support import (
+    Broadcast,
+    assert_rate,
+    counted,
+    deliver_all,
+    message_status,
+    send_to_all,
+    sent_phones,
+    statuses,
+)
+from fixtures.factories import make_members
+from koinonia.config import Settings
+from koinonia.delivery.dispatcher import Dispatcher, drain
+from koinonia.delivery.repository import Outcome
+from koinonia.kit.segments import count_segments, render
+from koinonia.sms.sandbox import RunningSandbox
+
+MakeSettings = Callable[..., Settings]
+MakeBroadcast = Callable[..., Awaitable[Broadcast]]
+
+# 151 characters around the first name: "Member7" fits one SMS, "Member123" needs two, so the
+# recorded segments must come from each rendered body, not from the message's estimate.
+LONG = "Hi {first_name}! " + "x" * 141 + " {church_name}"
+
+
+async def _one(session: AsyncSession, sql: str, **params: Any) -> Any:
+    row = (await session.execute(text(sql), params)).one()
+    await session.commit()
+    return row
+
+
+async def test_broadcast_to_1000_members_is_sent_counted_and_billed(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    church_name = "Grace"
+    b = await broadcast(1000, content=LONG.replace("{church_name}", church_name))
+    names = (
+        await committed_session.execute(
+            text("SELECT first_name, last_name FROM members WHERE church_id = :c"),
+            {"c": b.church.church_id},
+        )
+    ).all()
+    expected_segments = sum(
+        count_segments(
+            render(LONG, {"first_name": f, "last_name": ln, "church_name": church_name})
+        ).segments
+        for f, ln in names
+    )
+    assert 1000 < expected_segments < 2000  # both kinds are in the broadcast
+
+    dispatcher = Dispatcher(make_settings())
+    try:
+        assert await drain(dispatcher) == 1000
+    finally:
+        await dispatcher.close()
+
+    assert len(set(sent_phones(sandbox))) == 1000 == len(sent_phones(sandbox))
+    await sandbox.carrier.wait_for_callbacks()  # delivery reports settle before we read
+    by_status = await statuses(committed_session, b.message_id)
+    assert set(by_status) <= {"sent", "delivered"} and sum(by_status.values()) == 1000
+    assert await counted(committed_session, b.message_id) == by_status
+    message = await _one(
+        committed_session,
+        "SELECT status, completed_at, total_segments FROM messages WHERE id = :m",
+        m=b.message_id,
+    )
+    assert message.status == "completed" and message.completed_at is not None
+    assert message.total_segments == expected_segments
+    row = await _one(
+        committed_session,
+        "SELECT sum(segments) AS segments, count(*) FILTER (WHERE attempts = 1) AS once,"
+        " count(*) FILTER (WHERE provider_message_id IS NOT NULL AND sent_at IS NOT NULL"
+        "   AND lease_expires_at IS NULL AND next_attempt_at IS NULL) AS recorded"
+        " FROM message_recipients WHERE message_id = :m",
+        m=b.message_id,
+    )
+    assert (row.segments, row.once, row.recorded) == (expected_segments, 1000, 1000)
+    usage = await _one(
+        committed_session,
+        "SELECT texts, segments FROM usage WHERE church_id = :c",
+        c=b.church.church_id,
+    )
+    assert (usage.texts, usage.segments) == (1000, expected_segments)
+    bodies = {m.body for m in sandbox.carrier.messages}
+    assert f"Hi Member0! {'x' * 141} {church_name}" in bodies
+
+
+async def test_statements_per_batch_do_not_grow_with_its_size(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    count_statements: Any,
+) -> None:
+    sandbox.carrier.update_config({"delivery_delay_ms": 60_000})  # no webhooks in the count
+    counts = []
+    for size in (10, 500):
+        await broadcast(size)
+        dispatcher = Dispatcher(make_settings(claim_batch_size=size))
+        try:
+            with count_statements() as log:
+                result = await dispatcher.run_once()
+        finally:
+            await dispatcher.close()
+        assert result.claimed == result.sent == size
+        counts.append((log.count, result.statements))
+    assert counts[0] == counts[1]
+    assert counts[0][0] == 4  # claim; lock messages, record, finish
+
+
+async def test_two_dispatchers_never_send_a_recipient_twice(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    sandbox.carrier.update_config({"latency_ms": 5, "delivery_delay_ms": 60_000})
+    b = await broadcast(1000)
+    settings = make_settings(claim_batch_size=50)
+    first, second = Dispatcher(settings), Dispatcher(settings)
+    try:
+        claimed = await asyncio.gather(drain(first), drain(second))
+    finally:
+        await first.close()
+        await second.close()
+    assert sum(claimed) == 1000 and min(claimed) > 0  # both took part
+    phones = Counter(sent_phones(sandbox))
+    assert len(phones) == 1000 and set(phones.values()) == {1}
+    assert set(await statuses(committed_session, b.message_id)) <= {"sent", "delivered"}
+
+
+async def test_rate_limit_storm_and_server_errors_are_retried_until_sent(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    # The carrier allows 40/s but we send 60/s: a third is refused with 429 + Retry-After;
+    # a fifth of what it does take fails with 500/503 on top.
+    sandbox.carrier.update_config(
+        {"rate_limit_mps": 40, "rate_limit_burst": 1, "transient_failure_rate": 0.2}
+    )
+    b = await broadcast(60)
+    dispatcher = Dispatcher(make_settings(send_rate_per_number=60.0, max_attempts=10))
+    try:
+        await deliver_all(dispatcher, committed_session, b.message_id)
+    finally:
+        await dispatcher.close()
+
+    assert set(await statuses(committed_session, b.message_id)) <= {"sent", "delivered"}
+    stats = sandbox.carrier.stats()
+    assert stats["rejected"]["rate_limited"] > 0 and stats["rejected"]["transient"] > 0
+    assert stats["accepted"] == 60
+    row = await _one(
+        committed_session,
+        "SELECT sum(attempts) AS total, max(attempts) AS most FROM message_recipients"
+        " WHERE message_id = :m",
+        m=b.message_id,
+    )
+    # Every request the carrier saw is an attempt on some recipient's row.
+    assert row.total == 60 + stats["rejected"]["rate_limited"] + stats["rejected"]["transient"]
+    assert row.most > 1
+
+
+async def test_permanent_failure_fails_once_with_the_provider_code(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    sandbox.carrier.update_config({"permanent_failure_rate": 1.0})
+    b = await broadcast(5)
+    dispatcher = Dispatcher(make_settings())
+    try:
+        await deliver_all(dispatcher, committed_session, b.message_id)
+        await asyncio.sleep(0.2)  # longer than any retry delay these settings allow
+        assert (await dispatcher.run_once()).claimed == 0
+    finally:
+        await dispatcher.close()
+    rows = (
+        await committed_session.execute(
+            text(
+                "SELECT status, attempts, error_code, error_text, next_attempt_at"
+                " FROM message_recipients WHERE message_id = :m"
+            ),
+            {"m": b.message_id},
+        )
+    ).all()
+    assert len(rows) == 5
+    assert {(r.status, r.attempts, r.error_code, r.next_attempt_at) for r in rows} == {
+        ("failed", 1, "30006", None)
+    }
+    assert all("Landline" in r.error_text for r in rows)
+    assert len(sent_phones(sandbox)) == 0 and sandbox.carrier.stats()["rejected"]["permanent"] == 5
+    assert await counted(committed_session, b.message_id) == {"failed": 5}
+    assert await message_status(committed_session, b.message_id) == "completed"
+
+
+async def test_unsubscribed_recipient_fails_and_opts_the_member_out(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    b = await broadcast(3)
+    phone = (await _phones(committed_session, b.member_ids[:1]))[0]
+    sandbox.carrier.update_config({"opted_out_numbers": [phone]})
+    dispatcher = Dispatcher(make_settings())
+    try:
+        await deliver_all(dispatcher, committed_session, b.message_id)
+    finally:
+        await dispatcher.close()
+    row = await _one(
+        committed_session,
+        "SELECT r.status, r.attempts, r.error_code, m.consent, m.consent_source,"
+        " m.consent_changed_at FROM message_recipients r JOIN members m ON m.id = r.member_id"
+        " WHERE r.message_id = :msg AND r.member_id = :id",
+        msg=b.message_id,
+        id=b.member_ids[0],
+    )
+    assert (row.status, row.attempts, row.error_code) == ("failed", 1, "21610")
+    assert (row.consent, row.consent_source) == ("opted_out", "carrier")
+    assert row.consent_changed_at is not None
+    assert sorted(sent_phones(sandbox)) == sorted(
+        p for p in await _phones(committed_session, b.member_ids) if p != phone
+    )
+
+
+async def test_member_who_opted_out_after_the_send_was_written_is_skipped(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    b = await broadcast(4)
+    await committed_session.execute(
+        text("UPDATE members SET consent = 'opted_out' WHERE id = :id"), {"id": b.member_ids[0]}
+    )
+    await committed_session.execute(
+        text("DELETE FROM members WHERE id = :id"), {"id": b.member_ids[1]}
+    )
+    await committed_session.commit()
+    dispatcher = Dispatcher(make_settings())
+    try:
+        result = await dispatcher.run_once()
+    finally:
+        await dispatcher.close()
+    assert (result.claimed, result.sent, result.skipped) == (4, 2, 2)
+    rows = dict(
+        (
+            await committed_session.execute(
+                text(
+                    "SELECT member_id, error_code FROM message_recipients"
+                    " WHERE message_id = :m AND status = 'skipped'"
+                ),
+                {"m": b.message_id},
+            )
+        ).all()
+    )
+    assert rows == {b.member_ids[0]: "opted_out", b.member_ids[1]: "member_deleted"}
+    assert len(sent_phones(sandbox)) == 2
+    assert await message_status(committed_session, b.message_id) == "completed"
+
+
+async def test_a_message_whose_every_recipient_opted_out_still_completes(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    committed_session: AsyncSession,
+) -> None:
+    b = await broadcast(2)
+    await committed_session.execute(
+        text("UPDATE members SET consent = 'opted_out' WHERE id = ANY(:ids)"),
+        {"ids": b.member_ids},
+    )
+    await committed_session.commit()
+    dispatcher = Dispatcher(make_settings())
+    try:
+        assert (await dispatcher.run_once()).skipped == 2
+    finally:
+        await dispatcher.close()
+    assert await message_status(committed_session, b.message_id) == "completed"
+
+
+async def test_telnyx_church_sends_through_the_telnyx_adapter(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    b = await broadcast(3, provider="telnyx")
+    dispatcher = Dispatcher(make_settings())
+    try:
+        await deliver_all(dispatcher, committed_session, b.message_id)
+    finally:
+        await dispatcher.close()
+    sent = list(sandbox.carrier.messages)
+    assert {m.carrier for m in sent} == {"telnyx"} and len(sent) == 3
+    assert {m.status_callback for m in sent} == {
+        f"{make_settings().public_url}/api/v1/webhooks/telnyx"
+    }
+
+
+async def test_pending_delivery_report_is_applied_when_the_send_is_recorded(
+    committed_session: AsyncSession,
+    committed_tenants: Callable[..., Awaitable[Any]],
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+) -> None:
+    """The carrier can report 'delivered' before the batch is written back; the write-back
+    folds the parked report in (forward only) and removes it."""
+    church = await committed_tenants()
+    await make_members(committed_session, church.church_id, 1)
+    message_id = await send_to_all(committed_session, church.church_id, "hello")
+    sandbox.carrier.update_config({"delivery_delay_ms": 60_000})
+    parked: list[str] = []
+
+    class ReportBeatsWriteBack(Dispatcher):
+        async def _record(self, outcomes: list[Outcome], **kwargs: Any) -> Any:
+            parked.extend(o.provider_id for o in outcomes if o.provider_id)
+            await committed_session.execute(
+                text(
+                    "INSERT INTO pending_status_reports (provider_message_id, status)"
+                    " SELECT unnest(CAST(:ids AS varchar[])), 'delivered'"
+                ),
+                {"ids": parked},
+            )
+            await committed_session.commit()
+            return await super()._record(outcomes, **kwargs)
+
+    dispatcher = ReportBeatsWriteBack(make_settings())
+    try:
+        assert (await dispatcher.run_once()).sent == 1
+    finally:
+        await dispatcher.close()
+    row = await _one(
+        committed_session,
+        "SELECT status, delivered_at, provider_message_id FROM message_recipients"
+        " WHERE message_id = :m",
+        m=message_id,
+    )
+    assert (row.status, row.provider_message_id) == ("delivered", parked[0])
+    assert row.delivered_at is not None
+    left = await _one(
+        committed_session,
+        "SELECT count(*) AS n FROM pending_status_reports WHERE provider_message_id = :id",
+        id=parked[0],
+    )
+    assert left.n == 0
+    assert await counted(committed_session, message_id) == {"delivered": 1}
+
+
+async def _phones(session: AsyncSession, member_ids: list[int]) -> list[str]:
+    rows = await session.execute(
+        text("SELECT phone FROM members WHERE id = ANY(:ids)"), {"ids": member_ids}
+    )
+    await session.commit()
+    return [r[0] for r in rows]
+
+
+@pytest.mark.parametrize("rate", [50.0])
+async def test_send_rate_per_number_is_held_within_5_percent(
+    rate: float,
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    # Delivery reports are handled in this same event loop and would jitter the sandbox's
+    # clock readings; they are not what this test measures.
+    sandbox.carrier.update_config({"delivery_delay_ms": 60_000})
+    b = await broadcast(101)
+    dispatcher = Dispatcher(make_settings(send_rate_per_number=rate))
+    try:
+        await deliver_all(dispatcher, committed_session, b.message_id)
+    finally:
+        await dispatcher.close()
+    assert_rate(sandbox, rate, expected=101)
+
+
+async def test_system_texts_reach_opted_out_members_verbatim_and_relays_keep_braces(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    """A STOP confirmation must reach the member who just opted out; a relayed text is sent as
+    written, its braces not taken for merge fields."""
+    b = await broadcast(1)
+    await committed_session.execute(
+        text(
+            "UPDATE messages SET kind = 'system', content = 'Unsubscribed {first_name}'"
+            " WHERE id = :m"
+        ),
+        {"m": b.message_id},
+    )
+    await committed_session.execute(
+        text("UPDATE members SET consent = 'opted_out' WHERE id = :id"), {"id": b.member_ids[0]}
+    )
+    await committed_session.commit()
+    dispatcher = Dispatcher(make_settings())
+    try:
+        result = await dispatcher.run_once()
+    finally:
+        await dispatcher.close()
+    assert (result.sent, result.skipped) == (1, 0)
+    [sent] = sandbox.carrier.messages
+    assert sent.body == "Unsubscribed {first_name}"
