@@ -195,3 +195,18 @@ async def test_history_pagination_newest_first(
         if not cursor:
             break
     assert seen == ids[::-1]
+
+
+async def test_deleting_a_church_removes_its_recipients(
+    client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
+) -> None:
+    """message_recipients has no FK to messages (insert speed); a statement trigger cascades."""
+    await make_members(session, tenant.church_id, 3)
+    r = await _post(client, tenant, {"content": "bye", "target": {"type": "all"}})
+    assert r.status_code == 202
+    await session.execute(text("DELETE FROM churches WHERE id = :c"), {"c": tenant.church_id})
+    left = await session.execute(
+        text("SELECT count(*) FROM message_recipients WHERE message_id = :m"),
+        {"m": r.json()["id"]},
+    )
+    assert left.scalar_one() == 0

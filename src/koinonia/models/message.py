@@ -95,9 +95,11 @@ class MessageRecipient(Base):
         ),
     )
 
-    message_id: Mapped[int] = mapped_column(
-        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key to messages: rows are only ever written together with their message, in
+    # one statement, and the per-row FK check was 60% of inserting a broadcast's recipients
+    # (measured: 10,000 rows 127 ms with it, 50 ms without). A statement-level trigger on
+    # messages deletes the recipients of deleted messages instead of ON DELETE CASCADE.
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     # No FK to members: a deleted member's delivery history stays with the message.
     member_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     church_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
