@@ -17,14 +17,14 @@ from typing import Any
 os.environ.setdefault("KOINONIA_ENV", "production")  # JSON logs, no dev shortcuts
 os.environ.setdefault("KOINONIA_CHURCH_RATE_LIMIT_PER_MIN", "100000000")
 
-import httpx  # noqa: E402
+import httpx
 
-from bench import scenarios as sc  # noqa: E402
-from bench.harness import SIZES, prepare  # noqa: E402
-from koinonia.app import create_app  # noqa: E402
-from koinonia.config import get_settings  # noqa: E402
-from koinonia.kit.logging import configure_logging  # noqa: E402
-from koinonia.kit.store import init_store  # noqa: E402
+from bench import scenarios as sc
+from bench.harness import SIZES, prepare
+from koinonia.app import create_app
+from koinonia.config import get_settings
+from koinonia.kit.logging import configure_logging
+from koinonia.kit.store import init_store
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -35,7 +35,9 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-async def run_size(size_name: str, runs: int, only: str | None) -> list[dict[str, Any]]:
+async def run_size(
+    size_name: str, runs: int, only: str | None, load_seconds: float
+) -> list[dict[str, Any]]:
     settings = get_settings()
     size = SIZES[size_name]
     engine = await prepare(settings, size, log)
@@ -55,7 +57,16 @@ async def run_size(size_name: str, runs: int, only: str | None) -> list[dict[str
             row["size"] = size.name
             row["seconds"] = round(time.perf_counter() - started, 1)
             rows.append(row)
-            log(f"    ours {row['ours']}" + (f"\n    naive {row['naive']}" if "naive" in row else ""))
+            log(
+                f"    ours {row['ours']}"
+                + (f"\n    naive {row['naive']}" if "naive" in row else "")
+            )
+    if size.name != "S" and (not only or "load" in only):
+        log(f"[{size.name}] load against a real API process ({load_seconds:.0f} s per run) ...")
+        for row in await sc.load_scenarios(engine, size, load_seconds):
+            row["size"] = size.name
+            rows.append(row)
+            log(f"    {row['operation']}: {row['ours']}")
     await engine.dispose()
     return rows
 
@@ -101,11 +112,13 @@ def main() -> None:
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     for size in sizes:
-        rows += asyncio.run(run_size(size, runs, args.only))
+        rows += asyncio.run(run_size(size, runs, args.only, 60 if args.full else 10))
     meta = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": (
+            f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        ),
         "database": "DATABASE_URL" if get_settings().database_url else "embedded PostgreSQL 18",
         "redis": bool(get_settings().redis_url),
         "seconds": round(time.perf_counter() - started, 1),
@@ -120,7 +133,8 @@ def main() -> None:
         if bench_md.exists() and MARK_BEGIN in bench_md.read_text():
             section = (
                 f"{MARK_BEGIN}\n`{command}` on {meta['date']} ({meta['machine']}, "
-                f"{meta['database']}, Redis: {meta['redis']}), {meta['seconds']} s:\n\n{md}\n{MARK_END}"
+                f"{meta['database']}, Redis: {meta['redis']}), {meta['seconds']} s:"
+                f"\n\n{md}\n{MARK_END}"
             )
             text = re.sub(
                 re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END),

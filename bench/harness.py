@@ -14,7 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.data import SIZES, Size, current_version, generate, GENERATOR_VERSION
+from bench.data import GENERATOR_VERSION, SIZES, Size, current_version, generate
 from koinonia.config import Settings
 from koinonia.db import engine as db_engine
 from koinonia.db.embedded import database_url
@@ -26,8 +26,11 @@ BENCH_PASSWORD = "bench-password-123"
 async def _admin(url: str, sql: str) -> None:
     u = make_url(url)
     conn = await asyncpg.connect(
-        user=u.username or "postgres", password=u.password,
-        host=u.query.get("host") or u.host, port=u.port, database="postgres",
+        user=u.username or "postgres",
+        password=u.password,
+        host=u.query.get("host") or u.host,
+        port=u.port,
+        database="postgres",
     )
     try:
         await conn.execute(sql)
@@ -67,8 +70,10 @@ class Timing:
         s = sorted(self.samples_ms)
         if not s:
             return {}
+
         def pct(p: float) -> float:
-            return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+            return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
         return {
             "n": len(s),
             "p50_ms": round(statistics.median(s), 3),
@@ -98,7 +103,7 @@ class StatementCounter:
     def _on(self, *args: Any) -> None:
         self.count += 1
 
-    def __enter__(self) -> "StatementCounter":
+    def __enter__(self) -> StatementCounter:
         event.listen(self.engine.sync_engine, "after_cursor_execute", self._on)
         return self
 

@@ -46,7 +46,7 @@ class Server:
         self.peak_rss_mb = 0.0
 
     async def __aenter__(self) -> Server:
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - started once, not on a hot path
             [sys.executable, "-m", "koinonia.cli", "serve", "--port", str(self.port)],
             env=self.env,
             stdout=subprocess.DEVNULL,
@@ -81,12 +81,14 @@ class Server:
 
 
 async def login(base: str) -> str:
-    async with aiohttp.ClientSession() as s:
-        async with s.post(
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
             base + "/api/v1/auth/login", json={"email": BENCH_EMAIL, "password": BENCH_PASSWORD}
-        ) as r:
-            r.raise_for_status()
-            return str((await r.json())["access_token"])
+        ) as r,
+    ):
+        r.raise_for_status()
+        return str((await r.json())["access_token"])
 
 
 async def drive(
@@ -114,7 +116,7 @@ async def drive(
                         await r.read()
                         if r.status >= 400:
                             errors[str(r.status)] = errors.get(str(r.status), 0) + 1
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 timing.samples_ms.append((time.perf_counter() - started) * 1000)
 
@@ -153,3 +155,23 @@ async def pool_metrics(base: str) -> dict[str, float]:
         if line.startswith('koinonia_db_pool_checkout_wait_seconds_bucket{le="1.0"}'):
             out["checkouts_within_1s"] = float(line.split()[1])
     return out
+
+
+def twilio_status_request(
+    base: str, provider_ids: list[str], auth_token: str
+) -> Callable[..., Any]:
+    """A signed Twilio status callback for a random known provider id."""
+    from koinonia.sms.signatures import TWILIO_SIGNATURE_HEADER, twilio_signature
+
+    url = base + "/api/v1/webhooks/twilio/status"
+
+    def request(session: aiohttp.ClientSession, rng: random.Random) -> Any:
+        form = {
+            "MessageSid": rng.choice(provider_ids),
+            "MessageStatus": rng.choice(["sent", "delivered", "undelivered"]),
+            "AccountSid": "AC" + "0" * 32,
+        }
+        sig = twilio_signature(url, form, auth_token)
+        return session.post(url, data=form, headers={TWILIO_SIGNATURE_HEADER: sig})
+
+    return request

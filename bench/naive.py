@@ -14,11 +14,15 @@ async def branch_stats(session: AsyncSession, church_id: int) -> list[dict[str, 
     that targeted the branch its recipients."""
     out = []
     branches = (
-        await session.execute(text("SELECT id, name FROM branches WHERE church_id = :c"), {"c": church_id})
+        await session.execute(
+            text("SELECT id, name FROM branches WHERE church_id = :c"), {"c": church_id}
+        )
     ).all()
     for branch_id, name in branches:
         groups = (
-            await session.execute(text("SELECT id FROM groups WHERE branch_id = :b"), {"b": branch_id})
+            await session.execute(
+                text("SELECT id FROM groups WHERE branch_id = :b"), {"b": branch_id}
+            )
         ).all()
         members: set[int] = set()
         for (group_id,) in groups:
@@ -28,22 +32,34 @@ async def branch_stats(session: AsyncSession, church_id: int) -> list[dict[str, 
             members.update(r[0] for r in rows)
         messages = (
             await session.execute(
-                text("SELECT id FROM messages WHERE church_id = :c AND :b = ANY(target_ids)"
-                     " AND target_type = 'branches'"),
+                text(
+                    "SELECT id FROM messages WHERE church_id = :c AND :b = ANY(target_ids)"
+                    " AND target_type = 'branches'"
+                ),
                 {"c": church_id, "b": branch_id},
             )
         ).all()
         texts = delivered = failed = 0
         for (message_id,) in messages:
             statuses = await session.execute(
-                text("SELECT status FROM message_recipients WHERE message_id = :m"), {"m": message_id}
+                text("SELECT status FROM message_recipients WHERE message_id = :m"),
+                {"m": message_id},
             )
             for (status,) in statuses:
                 texts += 1
                 delivered += status == "delivered"
                 failed += status in ("failed", "undelivered")
-        out.append({"id": branch_id, "name": name, "groups": len(groups), "members": len(members),
-                    "texts": texts, "delivered": delivered, "failed": failed})
+        out.append(
+            {
+                "id": branch_id,
+                "name": name,
+                "groups": len(groups),
+                "members": len(members),
+                "texts": texts,
+                "delivered": delivered,
+                "failed": failed,
+            }
+        )
     return out
 
 
@@ -62,33 +78,43 @@ async def import_members(
         if found is None:
             found = (
                 await session.execute(
-                    text("INSERT INTO members (church_id, first_name, last_name, phone)"
-                         " VALUES (:c, :f, :l, :p) RETURNING id"),
+                    text(
+                        "INSERT INTO members (church_id, first_name, last_name, phone)"
+                        " VALUES (:c, :f, :l, :p) RETURNING id"
+                    ),
                     {"c": church_id, "f": first, "l": last, "p": phone},
                 )
             ).scalar_one()
             created += 1
         await session.execute(
-            text("INSERT INTO group_members (group_id, member_id, church_id) VALUES (:g, :m, :c)"
-                 " ON CONFLICT DO NOTHING"),
+            text(
+                "INSERT INTO group_members (group_id, member_id, church_id) VALUES (:g, :m, :c)"
+                " ON CONFLICT DO NOTHING"
+            ),
             {"g": group_id, "m": found, "c": church_id},
         )
     return created
 
 
-async def create_recipients(session: AsyncSession, church_id: int, message_id: int, limit: int) -> int:
+async def create_recipients(
+    session: AsyncSession, church_id: int, message_id: int, limit: int
+) -> int:
     """createMessage(): load the audience, then one INSERT per recipient."""
     members = (
         await session.execute(
-            text("SELECT id, phone FROM members WHERE church_id = :c AND consent = 'opted_in'"
-                 " ORDER BY id LIMIT :n"),
+            text(
+                "SELECT id, phone FROM members WHERE church_id = :c AND consent = 'opted_in'"
+                " ORDER BY id LIMIT :n"
+            ),
             {"c": church_id, "n": limit},
         )
     ).all()
     for member_id, phone in members:
         await session.execute(
-            text("INSERT INTO message_recipients (message_id, member_id, church_id, phone)"
-                 " VALUES (:m, :mem, :c, :p)"),
+            text(
+                "INSERT INTO message_recipients (message_id, member_id, church_id, phone)"
+                " VALUES (:m, :mem, :c, :p)"
+            ),
             {"m": message_id, "mem": member_id, "c": church_id, "p": phone},
         )
     return len(members)
@@ -109,8 +135,10 @@ async def message_stats(session: AsyncSession, church_id: int, days: int) -> dic
     totals: dict[str, int] = {}
     messages = (
         await session.execute(
-            text("SELECT id FROM messages WHERE church_id = :c"
-                 " AND created_at > now() - make_interval(days => :d)"),
+            text(
+                "SELECT id FROM messages WHERE church_id = :c"
+                " AND created_at > now() - make_interval(days => :d)"
+            ),
             {"c": church_id, "d": days},
         )
     ).all()
