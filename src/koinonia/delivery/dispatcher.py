@@ -34,6 +34,7 @@ from koinonia.delivery.repository import (
     Recorded,
 )
 from koinonia.kit import metrics
+from koinonia.kit.cache import invalidate_church
 from koinonia.kit.logging import log
 from koinonia.kit.segments import count_segments, render
 from koinonia.messages.service import VERBATIM_KINDS
@@ -186,6 +187,10 @@ class Dispatcher:
                 lease=to_send[0].lease if to_send else None,
                 message_ids=[c.message_id for c in claimed],
             )
+        # Delivery counts changed: cached dashboards of these churches miss from now on (once
+        # per church per batch, after the commit).
+        for church_id in {c.church_id for c in claimed}:
+            await invalidate_church(church_id)
         kinds = [o.outcome for o in outcomes]
         result = BatchResult(
             claimed=len(claimed),
