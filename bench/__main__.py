@@ -53,14 +53,14 @@ async def run_size(
                 continue
             log(f"[{size.name}] {name} ...")
             started = time.perf_counter()
-            row = await make()
-            row["size"] = size.name
-            row["seconds"] = round(time.perf_counter() - started, 1)
-            rows.append(row)
-            log(
-                f"    ours {row['ours']}"
-                + (f"\n    naive {row['naive']}" if "naive" in row else "")
-            )
+            made = await make()
+            for row in made if isinstance(made, list) else [made]:
+                row["size"] = size.name
+                row["seconds"] = round(time.perf_counter() - started, 1)
+                rows.append(row)
+                log(f"    {row['operation']}: ours {row['ours']}")
+                if "naive" in row:
+                    log(f"    naive {row['naive']}")
     if size.name != "S" and (not only or "load" in only):
         log(f"[{size.name}] load against a real API process ({load_seconds:.0f} s per run) ...")
         for row in await sc.load_scenarios(engine, size, load_seconds):

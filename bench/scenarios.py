@@ -257,12 +257,89 @@ def elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
-Scenario = tuple[str, Callable[[], Awaitable[Result]]]
+async def dashboard(
+    engine: AsyncEngine,
+    api: Api,
+    path: str,
+    runs: int,
+    label: str,
+    goal: str,
+    seed: str,
+    naive_fn: Callable[[Any], Awaitable[Any]] | None,
+    cached_goal: str | None = None,
+    **params: Any,
+) -> list[Result]:
+    """Uncached (the church's cache version bumped before every call) and cached."""
+    from koinonia.kit.cache import invalidate_church
+
+    async def uncached() -> None:
+        await invalidate_church(CHURCH)
+        await api.get(path, **params)
+
+    async def cached() -> None:
+        await api.get(path, **params)
+
+    n = await _naive_timed(engine, naive_fn, 3) if naive_fn else None
+    rows = [_row(f"{label}, uncached", await _ours_timed(engine, uncached, runs), n, goal, seed)]
+    if cached_goal:
+        rows.append(
+            _row(
+                f"{label}, cached", await _ours_timed(engine, cached, runs), None, cached_goal, seed
+            )
+        )
+    return rows
+
+
+Scenario = tuple[str, Callable[[], Awaitable[Result | list[Result]]]]
 
 
 def registry(engine: AsyncEngine, api: Api, size: Size, runs: int) -> list[Scenario]:
     """Every scenario for one data size, in run order."""
+
+    async def branch_stats() -> list[Result]:
+        return await dashboard(
+            engine,
+            api,
+            "/api/v1/stats/branches",
+            runs,
+            f"branch stats ({size.branches} branches, {size.messages:,} messages)",
+            "≤ 3 statements; p95 ≤ 25 ms at L uncached, ≤ 2 ms cached",
+            "107+ queries, 3–5 s → 5–8 queries, 250 ms",
+            lambda s: naive.branch_stats(s, CHURCH),
+            cached_goal="p95 ≤ 2 ms",
+            days=90,
+        )
+
+    async def message_stats() -> list[Result]:
+        return await dashboard(
+            engine,
+            api,
+            "/api/v1/stats/messages",
+            runs,
+            "message stats (30 days: totals, delivery rate, per-day series)",
+            "p95 ≤ 50 ms at L uncached",
+            "2–3 s → 500 ms",
+            lambda s: naive.message_stats(s, CHURCH, 30),
+            days=30,
+        )
+
+    async def summary() -> list[Result]:
+        return await dashboard(
+            engine,
+            api,
+            "/api/v1/stats/summary",
+            runs,
+            "dashboard summary",
+            "p95 ≤ 50 ms at L uncached",
+            "3–5 s → 800 ms",
+            None,
+            cached_goal="(cached)",
+        )
+
     plan: list[Scenario] = [
+        ("branch stats", branch_stats),
+        ("message stats", message_stats),
+        ("summary", summary),
         ("member search", lambda: member_search(engine, api, size, runs)),
         ("member import 500", lambda: member_import(engine, size, 500, max(5, runs // 3))),
         ("create recipients", lambda: create_recipients(engine, size, max(3, runs // 10))),

@@ -118,6 +118,37 @@ def worker() -> None:
     asyncio.run(serve_worker(settings))
 
 
+@app.command("sms-sandbox")
+def sms_sandbox(
+    port: Annotated[
+        int | None, typer.Option(help="default: the port of KOINONIA_SANDBOX_URL")
+    ] = None,
+    latency_ms: Annotated[float, typer.Option(help="delay per send")] = 0.0,
+    rate_limit_mps: Annotated[
+        float | None, typer.Option(help="messages/s per number before 429s")
+    ] = None,
+    transient_failure_rate: Annotated[float, typer.Option(help="share answered 5xx")] = 0.0,
+    permanent_failure_rate: Annotated[float, typer.Option(help="share refused for good")] = 0.0,
+) -> None:
+    """The loopback fake carrier: Twilio and Telnyx send APIs, signed delivery reports back to
+    KOINONIA_PUBLIC_URL, and POST /sandbox/inbound to text in as a member."""
+    from dataclasses import replace
+    from urllib.parse import urlparse
+
+    from koinonia.devserver import sandbox_config
+    from koinonia.sms.sandbox import run_sandbox
+
+    settings = load_settings()
+    config = replace(
+        sandbox_config(settings),
+        latency_ms=latency_ms,
+        rate_limit_mps=rate_limit_mps,
+        transient_failure_rate=transient_failure_rate,
+        permanent_failure_rate=permanent_failure_rate,
+    )
+    run_sandbox(config, port=port or urlparse(settings.sandbox_url).port or 8025)
+
+
 @app.command("import")
 def import_csv(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
