@@ -23,6 +23,7 @@ from bench import scenarios as sc
 from bench.harness import SIZES, prepare
 from koinonia.app import create_app
 from koinonia.config import get_settings
+from koinonia.db import engine as db_engine
 from koinonia.kit.logging import configure_logging
 from koinonia.kit.store import init_store
 
@@ -61,6 +62,16 @@ async def run_size(
                 log(f"    {row['operation']}: ours {row['ours']}")
                 if "naive" in row:
                     log(f"    naive {row['naive']}")
+    if size.name != "S" and (not only or "delivery" in only):
+        from bench import delivery
+
+        members = 10_000
+        log(f"[{size.name}] broadcast delivery through the sandbox ({members:,} texts) ...")
+        for row in await delivery.scenarios(members):
+            row["size"] = size.name
+            rows.append(row)
+            log(f"    {row['operation']}: {row['ours']}")
+        db_engine.set_engine(engine)
     if size.name != "S" and (not only or "load" in only):
         log(f"[{size.name}] load against a real API process ({load_seconds:.0f} s per run) ...")
         for row in await sc.load_scenarios(engine, size, load_seconds):
@@ -79,9 +90,18 @@ def _fmt(r: dict[str, Any] | None, key: str = "p95_ms") -> str:
         parts.append(f"{r['statements']} stmts")
     if key in r:
         parts.append(f"p50 {r['p50_ms']} / p95 {r['p95_ms']} ms")
-    for extra in ("per_s", "note"):
+    for extra in (
+        "handed_s",
+        "per_s",
+        "error_pct",
+        "errors",
+        "note",
+        "api_peak_rss_mb",
+        "worker_peak_rss_mb",
+        "projected_s",
+    ):
         if extra in r:
-            parts.append(str(r[extra]))
+            parts.append(f"{extra}={r[extra]}" if extra not in ("per_s", "note") else str(r[extra]))
     return ", ".join(parts)
 
 

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -46,11 +47,13 @@ class Server:
         self.peak_rss_mb = 0.0
 
     async def __aenter__(self) -> Server:
-        self.proc = subprocess.Popen(  # noqa: ASYNC220 - started once, not on a hot path
+        # Logs go to a file: a pipe nobody reads fills up and blocks the server.
+        self.log = tempfile.NamedTemporaryFile(prefix="koinonia-bench-api-", suffix=".log")
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "koinonia.cli", "serve", "--port", str(self.port)],
             env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
         )
         deadline = time.monotonic() + 60
         async with aiohttp.ClientSession() as s:
@@ -60,7 +63,7 @@ class Server:
                         if r.status == 200:
                             return self
                 if self.proc.poll() is not None:
-                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    err = open(self.log.name, errors="replace").read()
                     raise RuntimeError(f"API did not start: {err[-2000:]}")
                 await asyncio.sleep(0.2)
         raise RuntimeError("API did not start in 60 s")
@@ -78,6 +81,7 @@ class Server:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        self.log.close()
 
 
 async def login(base: str) -> str:

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     jwt_secret: str = "dev-only-secret-change-me-in-production-32b"
     access_token_ttl_s: int = 15 * 60
     refresh_token_ttl_s: int = 7 * 24 * 3600
+    # Who a session is, cached this long (0 = off); logout and revocation clear it at once.
+    auth_cache_ttl_s: float = 30.0
     login_max_failures: int = 5
     login_window_s: int = 15 * 60
     church_rate_limit_per_min: int = 6000

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fixtures.factories import PASSWORD, Tenant, make_tenant
@@ -140,3 +143,31 @@ async def test_roles_primary_only_routes(
     # Reading is fine for a co-admin.
     assert (await client.get("/api/v1/admins", headers=co.headers)).status_code == 200
     assert (await client.get("/api/v1/church", headers=co.headers)).status_code == 200
+
+
+async def test_cached_sessions_still_end_at_logout_and_removal(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    tenant: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
+    count_statements: Any,
+) -> None:
+    """With the session cache on, a known session costs no statement, and logout or removing
+    the admin still ends it at once."""
+    from koinonia.config import get_settings
+
+    monkeypatch.setattr(
+        "koinonia.auth.deps.get_settings",
+        lambda: get_settings().model_copy(update={"auth_cache_ttl_s": 30.0}),
+    )
+    assert (await client.get("/api/v1/auth/me", headers=tenant.headers)).status_code == 200
+    with count_statements() as log:
+        assert (await client.get("/api/v1/auth/me", headers=tenant.headers)).status_code == 200
+    assert log.count == 0
+    co = await make_tenant(session, church_id=tenant.church_id, role="CO_ADMIN")
+    assert (await client.get("/api/v1/auth/me", headers=co.headers)).status_code == 200
+    r = await client.delete(f"/api/v1/admins/{co.admin_id}", headers=tenant.headers)
+    assert r.status_code == 204
+    assert (await client.get("/api/v1/auth/me", headers=co.headers)).status_code == 401
+    assert (await client.post("/api/v1/auth/logout", headers=tenant.headers)).status_code == 204
+    assert (await client.get("/api/v1/auth/me", headers=tenant.headers)).status_code == 401

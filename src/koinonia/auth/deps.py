@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koinonia.auth import security
+from koinonia.auth import context_cache, security
 from koinonia.auth.context import AuthContext
 from koinonia.auth.repository import AuthRepository
 from koinonia.config import Settings, get_settings
@@ -42,9 +42,13 @@ async def current_auth(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> AuthContext:
     claims = security.decode_access(settings, bearer_token(credentials))
-    ctx = await AuthRepository(session).load_context(
-        session_id=claims.session_id, admin_id=claims.admin_id
-    )
+    ctx = await context_cache.get(claims.session_id)
+    if ctx is None or ctx.admin_id != claims.admin_id:
+        ctx = await AuthRepository(session).load_context(
+            session_id=claims.session_id, admin_id=claims.admin_id
+        )
+        if ctx is not None:
+            await context_cache.put(ctx, settings.auth_cache_ttl_s)
     if ctx is None or ctx.church_id != claims.church_id:
         raise Unauthorized("session ended; log in again", code="session_revoked")
     await _church_rate_limit(ctx.church_id, settings)

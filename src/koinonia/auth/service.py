@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koinonia.auth import security
+from koinonia.auth import context_cache, security
 from koinonia.auth.repository import AuthRepository
 from koinonia.auth.schemas import LoginIn, RegisterIn, TokenPair
 from koinonia.churches.repository import AdminRepository, create_church
@@ -108,6 +108,7 @@ async def refresh(session: AsyncSession, settings: Settings, token: str) -> Toke
         # Revoke the whole family so neither holder can go on; the revocation must survive the
         # 401, so it is committed by the router before the error is raised.
         if await repo.revoke(session_id, "refresh_reuse"):
+            await context_cache.forget([session_id])
             raise RefreshReused()
         raise Unauthorized("session ended; log in again", code="session_revoked")
     admin_id, church_id = owner
@@ -129,3 +130,4 @@ class RefreshReused(Unauthorized):
 
 async def logout(session: AsyncSession, session_id: str) -> None:
     await AuthRepository(session).revoke(session_id, "logout")
+    await context_cache.forget([session_id])

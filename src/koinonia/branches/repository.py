@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import BigInteger, Row, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koinonia.models import Branch, Group, GroupMember
+from koinonia.models import Branch, BranchMemberCount, Group
 
 
 class BranchRepository:
@@ -20,10 +20,11 @@ class BranchRepository:
             .correlate(Branch)
             .scalar_subquery()
         )
+        # Kept by triggers (models.BranchMemberCount): a sum of a few shard rows instead of
+        # counting distinct memberships of every group of the branch.
         members = (
-            select(func.count(func.distinct(GroupMember.member_id)))
-            .join(Group, Group.id == GroupMember.group_id)
-            .where(Group.branch_id == Branch.id)
+            select(func.coalesce(func.sum(BranchMemberCount.n), 0).cast(BigInteger))
+            .where(BranchMemberCount.branch_id == Branch.id)
             .correlate(Branch)
             .scalar_subquery()
         )

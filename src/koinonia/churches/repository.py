@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.models import Admin, Church
@@ -53,10 +53,12 @@ class AdminRepository:
         stmt = insert(Admin).values(church_id=self.church_id, **values).returning(Admin)
         return (await self.session.execute(stmt)).scalar_one()
 
-    async def delete(self, admin_id: int) -> bool:
-        stmt = (
-            delete(Admin)
-            .where(Admin.church_id == self.church_id, Admin.id == admin_id)
-            .returning(Admin.id)
+    async def delete(self, admin_id: int) -> tuple[str, ...]:
+        """Delete the admin (their sessions cascade); the ids of those sessions, read from the
+        statement's snapshot, so cached contexts of them can be forgotten."""
+        stmt = text(
+            "WITH gone AS (DELETE FROM admins WHERE church_id = :c AND id = :a RETURNING id)"
+            " SELECT s.id FROM auth_sessions s JOIN gone ON s.admin_id = gone.id"
         )
-        return (await self.session.execute(stmt)).first() is not None
+        rows = await self.session.execute(stmt, {"c": self.church_id, "a": admin_id})
+        return tuple(str(r[0]) for r in rows)

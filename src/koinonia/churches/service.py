@@ -5,6 +5,7 @@ import secrets
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koinonia.auth import context_cache
 from koinonia.auth.context import AuthContext
 from koinonia.auth.security import hash_password
 from koinonia.churches.repository import AdminRepository, ChurchRepository
@@ -13,6 +14,7 @@ from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached, ValidationFailed
 from koinonia.kit.pagination import decode_cursor, page_of
 from koinonia.kit.tenancy import lock_church
+from koinonia.recurring.service import reschedule_church
 
 
 async def get_church(session: AsyncSession, auth: AuthContext) -> ChurchOut:
@@ -37,6 +39,10 @@ async def update_church(session: AsyncSession, auth: AuthContext, data: ChurchPa
         raise
     if church is None:
         raise NotFound("church", auth.church_id)
+    if "timezone" in values:
+        # Schedules fire at a time of day in the church's timezone: recompute them in this
+        # transaction, or each would fire once more at the old zone's time.
+        await reschedule_church(session, auth.church_id, church.timezone)
     return ChurchOut.model_validate(church)
 
 
@@ -85,4 +91,4 @@ async def remove_admin(session: AsyncSession, auth: AuthContext, admin_id: int) 
         raise NotFound("admin", admin_id)
     if admin.role == "PRIMARY":
         raise ValidationFailed.field("admin_id", "the primary admin cannot be removed")
-    await repo.delete(admin_id)
+    await context_cache.forget(await repo.delete(admin_id))
