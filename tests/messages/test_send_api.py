@@ -210,3 +210,25 @@ async def test_deleting_a_church_removes_its_recipients(
         {"m": r.json()["id"]},
     )
     assert left.scalar_one() == 0
+
+
+async def test_a_dry_run_from_a_template_does_not_count_a_use(
+    client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
+) -> None:
+    await make_members(session, tenant.church_id, 2)
+    r = await client.post(
+        "/api/v1/templates",
+        json={"name": "Sunday", "content": "See you Sunday!", "category": "event"},
+        headers=tenant.headers,
+    )
+    tid = r.json()["id"]
+    dry = await _post(
+        client, tenant, {"template_id": tid, "target": {"type": "all"}, "dry_run": True}
+    )
+    assert dry.status_code == 200 and dry.json()["recipients"] == 2
+    template = (await client.get(f"/api/v1/templates/{tid}", headers=tenant.headers)).json()
+    assert template["usage_count"] == 0
+    sent = await _post(client, tenant, {"template_id": tid, "target": {"type": "all"}})
+    assert sent.status_code == 202
+    template = (await client.get(f"/api/v1/templates/{tid}", headers=tenant.headers)).json()
+    assert template["usage_count"] == 1

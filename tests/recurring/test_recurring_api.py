@@ -364,3 +364,16 @@ async def test_members_target_ids_are_checked(
     assert r.status_code == 201 and r.json()["target"]["ids"] == sorted(members)
     r = await _post(client, tenant, target={"type": "members", "ids": [members[0], 2**62]})
     assert r.status_code == 422 and str(2**62) in r.json()["fields"]["target.ids"]
+
+
+async def test_changing_the_church_timezone_reschedules_its_recurring_messages(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    rid = (await _post(client, tenant)).json()["id"]
+    r = await client.patch(
+        "/api/v1/church", json={"timezone": "Asia/Tokyo"}, headers=tenant.headers
+    )
+    assert r.status_code == 200, r.text
+    r = (await client.get(f"{URL}/{rid}", headers=tenant.headers)).json()
+    local = datetime.fromisoformat(r["next_send_local"])
+    assert local.utcoffset() == timedelta(hours=9) and (local.hour, local.minute) == (9, 0)

@@ -226,3 +226,40 @@ async def test_the_hook_runs_in_the_request_transaction(
     assert (ok.status_code, refused.status_code) == (200, 409)
     assert await db.pending("SMkept") is not None
     assert await db.pending("SMrefused") is None
+
+
+async def test_nul_characters_in_an_inbound_text_are_dropped_not_a_500(
+    webhooks: Webhooks, session: AsyncSession, tenant: Any
+) -> None:
+    # PostgreSQL text cannot hold U+0000: a text carrying one must still be stored, else the
+    # webhook fails and the provider retries it forever.
+    from fixtures.factories import make_members
+
+    number = (
+        await session.execute(
+            text("SELECT sms_number FROM churches WHERE id = :c"), {"c": tenant.church_id}
+        )
+    ).scalar_one()
+    sender, *_ = await make_members(session, tenant.church_id, 2)
+    phone = (
+        await session.execute(text("SELECT phone FROM members WHERE id = :m"), {"m": sender})
+    ).scalar_one()
+    twilio = await webhooks.twilio(
+        twilio_inbound_form(From=phone, To=number, Body="Amen\x00!"), path=TWILIO_INBOUND
+    )
+    telnyx = await webhooks.telnyx(
+        telnyx_received(
+            id="nul-1",
+            text="Hi\x00",
+            **{"from": {"phone_number": "+1555\x000100002"}},
+        )
+    )
+    assert (twilio.status_code, telnyx.status_code) == (200, 200)
+    body = await session.execute(
+        text(
+            "SELECT cm.body FROM conversations c JOIN conversation_messages cm"
+            " ON cm.conversation_id = c.id WHERE c.church_id = :c AND c.member_id = :m"
+        ),
+        {"c": tenant.church_id, "m": sender},
+    )
+    assert body.scalar_one() == "Amen!"

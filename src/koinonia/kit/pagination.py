@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -15,6 +15,7 @@ from koinonia.kit.errors import ValidationFailed
 T = TypeVar("T")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 
 
 class Page(BaseModel, Generic[T]):
@@ -49,15 +50,18 @@ def decode_cursor(cursor: str | None, *types: type) -> tuple[Any, ...] | None:
                 parsed = datetime.fromisoformat(value)
                 if parsed.tzinfo is None:
                     raise ValueError
-                out.append(parsed)
+                # In UTC, as the database compares it; OverflowError when it cannot be.
+                out.append(parsed.astimezone(UTC))
             elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
                 out.append(float(value))
+            elif kind is int and type(value) is int and not _BIGINT_MIN <= value <= _BIGINT_MAX:
+                raise ValueError  # out of bigint range: PostgreSQL would reject it with a 500
             elif type(value) is kind:
                 out.append(value)
             else:
                 raise ValueError
         return tuple(out)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
+    except (ValueError, TypeError, OverflowError, orjson.JSONDecodeError):
         raise ValidationFailed.field("cursor", "malformed cursor") from None
 
 

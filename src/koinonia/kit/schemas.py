@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -12,10 +12,26 @@ from koinonia.config import get_settings
 from koinonia.kit.phones import PhoneError, normalize_phone
 
 
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class In(BaseModel):
     """Request bodies: unknown fields are an error, so typos don't silently do nothing."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        # PostgreSQL text cannot hold U+0000: reject it here as a 422 on the field, not a 500.
+        if _has_nul(value):
+            raise ValueError("may not contain the NUL character (U+0000)")
+        return value
 
 
 def _reject_null(value: object) -> object:
@@ -49,9 +65,21 @@ def _timezone(value: str) -> str:
     return value
 
 
+_MIN_YEAR, _MAX_YEAR = 1970, 9998
+
+
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must include a timezone offset, e.g. 2026-12-24T18:00:00-05:00")
+    # The instant must survive conversion to UTC and to any church's local time (PostgreSQL
+    # and zoneinfo both refuse years past 9999): 0001-01-01T00:00+05:00 or 9999-12-31 would
+    # otherwise fail deep inside as a 500.
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
+    if not _MIN_YEAR <= utc.year <= _MAX_YEAR:
+        raise ValueError(f"must be between the years {_MIN_YEAR} and {_MAX_YEAR}")
     return value
 
 

@@ -16,6 +16,7 @@ Search = Annotated[
     str | None,
     Query(
         max_length=100,
+        pattern=r"^[^\x00]*$",
         description="Name substring (case- and accent-insensitive) or 4+ phone digits.",
     ),
 ]

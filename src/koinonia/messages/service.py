@@ -52,7 +52,12 @@ async def _resolve_content(session: AsyncSession, church_id: int, data: MessageI
     else:
         assert data.template_id is not None
         templates = TemplateRepository(session, church_id=church_id)
-        template = await templates.use(data.template_id)
+        # A dry run changes nothing, not even the template's usage count.
+        if data.dry_run:
+            found = await templates.get(data.template_id)
+            template = found.content if found is not None else None
+        else:
+            template = await templates.use(data.template_id)
         if template is None:
             raise ValidationFailed.field("template_id", "unknown template")
         content = template

@@ -206,7 +206,9 @@ def twilio_inbound_text(params: Mapping[str, str]) -> InboundText:
     from_, to = params.get("From"), params.get("To")
     if not from_ or not to:
         raise _malformed("twilio", "inbound", "From and To are required")
-    return InboundText("twilio", sid, from_, to, params.get("Body", ""), params)
+    return InboundText(
+        "twilio", sid, _no_nul(from_), _no_nul(to), _no_nul(params.get("Body", "")), params
+    )
 
 
 # --- Telnyx -----------------------------------------------------------------------------------
@@ -291,7 +293,9 @@ def telnyx_inbound_text(payload: Mapping[str, Any]) -> InboundText:
         raise _malformed("telnyx", "inbound", "payload.from and payload.to phone numbers required")
     if text is not None and not isinstance(text, str):
         raise _malformed("telnyx", "inbound", "payload.text must be a string")
-    return InboundText("telnyx", message_id, from_, to_number, text or "", payload)
+    return InboundText(
+        "telnyx", message_id, _no_nul(from_), _no_nul(to_number), _no_nul(text or ""), payload
+    )
 
 
 def _telnyx_error(errors: object) -> tuple[str | None, str | None]:
@@ -321,10 +325,14 @@ def _provider_id(provider: Provider, kind: str, value: object) -> str:
     return value
 
 
+def _no_nul(value: str) -> str:
+    return value.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+
+
 def _clip(value: str | None, limit: int) -> str | None:
     if not value:
         return None
-    return value.replace("\x00", "")[:limit] or None  # PostgreSQL text cannot hold NUL
+    return _no_nul(value)[:limit] or None
 
 
 def _forbidden(provider: Provider, kind: str, reason: str) -> Forbidden:
