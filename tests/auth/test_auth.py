@@ -171,3 +171,17 @@ async def test_cached_sessions_still_end_at_logout_and_removal(
     assert (await client.get("/api/v1/auth/me", headers=co.headers)).status_code == 401
     assert (await client.post("/api/v1/auth/logout", headers=tenant.headers)).status_code == 204
     assert (await client.get("/api/v1/auth/me", headers=tenant.headers)).status_code == 401
+
+
+async def test_one_account_from_many_addresses_is_held_too(
+    app: Any, tenant: Tenant, connection: Any
+) -> None:
+    wrong = {"email": tenant.email, "password": "wrong-password"}
+    for i in range(20):  # 20 addresses, one guess each: no pair reaches 5
+        transport = httpx.ASGITransport(app=app, client=(f"10.0.0.{i}", 1234))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            assert (await c.post("/api/v1/auth/login", json=wrong)).status_code == 401
+    transport = httpx.ASGITransport(app=app, client=("10.0.1.1", 1234))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        r = await c.post("/api/v1/auth/login", json={"email": tenant.email, "password": PASSWORD})
+    assert r.status_code == 429
