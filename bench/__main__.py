@@ -23,7 +23,6 @@ from bench import scenarios as sc
 from bench.harness import SIZES, prepare
 from koinonia.app import create_app
 from koinonia.config import get_settings
-from koinonia.db import engine as db_engine
 from koinonia.kit.logging import configure_logging
 from koinonia.kit.store import init_store
 
@@ -71,7 +70,6 @@ async def run_size(
             row["size"] = size.name
             rows.append(row)
             log(f"    {row['operation']}: {row['ours']}")
-        db_engine.set_engine(engine)
     if size.name != "S" and (not only or "load" in only):
         log(f"[{size.name}] load against a real API process ({load_seconds:.0f} s per run) ...")
         for row in await sc.load_scenarios(engine, size, load_seconds):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 SEED = 0.42  # setseed(): the same data every run
 
 

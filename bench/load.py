@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -48,7 +49,9 @@ class Server:
 
     async def __aenter__(self) -> Server:
         # Logs go to a file: a pipe nobody reads fills up and blocks the server.
-        self.log = tempfile.NamedTemporaryFile(prefix="koinonia-bench-api-", suffix=".log")
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
+            prefix="koinonia-bench-api-", suffix=".log"
+        )
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "koinonia.cli", "serve", "--port", str(self.port)],
             env=self.env,
@@ -63,7 +66,7 @@ class Server:
                         if r.status == 200:
                             return self
                 if self.proc.poll() is not None:
-                    err = open(self.log.name, errors="replace").read()
+                    err = Path(self.log.name).read_text(errors="replace")  # noqa: ASYNC240
                     raise RuntimeError(f"API did not start: {err[-2000:]}")
                 await asyncio.sleep(0.2)
         raise RuntimeError("API did not start in 60 s")
