@@ -8,34 +8,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 from argon2 import PasswordHasher
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.data import GENERATOR_VERSION, SIZES, Size, current_version, generate
 from koinonia.config import Settings
 from koinonia.db import engine as db_engine
-from koinonia.db.embedded import database_url
+from koinonia.db.embedded import database_url, execute_on_server
 from koinonia.db.migrate import migrate
 
 BENCH_PASSWORD = "bench-password-123"
-
-
-async def _admin(url: str, sql: str) -> None:
-    u = make_url(url)
-    conn = await asyncpg.connect(
-        user=u.username or "postgres",
-        password=u.password,
-        host=u.query.get("host") or u.host,
-        port=u.port,
-        database="postgres",
-    )
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def prepare(settings: Settings, size: Size, log: Callable[[str], None]) -> AsyncEngine:
@@ -49,8 +32,8 @@ async def prepare(settings: Settings, size: Size, log: Callable[[str], None]) ->
     if version != GENERATOR_VERSION:
         await engine.dispose()
         log(f"generating {size.name} data (once; cached in database {size.database})")
-        await _admin(url, f'DROP DATABASE IF EXISTS "{size.database}" WITH (FORCE)')
-        await _admin(url, f'CREATE DATABASE "{size.database}"')
+        await execute_on_server(url, f'DROP DATABASE IF EXISTS "{size.database}" WITH (FORCE)')
+        await execute_on_server(url, f'CREATE DATABASE "{size.database}"')
         engine = db_engine.make_engine(settings, url)
         await migrate(engine)
         started = time.perf_counter()

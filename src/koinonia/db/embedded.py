@@ -94,3 +94,23 @@ def database_url(settings: Settings, database: str | None = None) -> str:
 
         return make_url(url).set(database=database).render_as_string(hide_password=False)
     return ensure_embedded(settings.data_dir, database or settings.db_name)
+
+
+async def execute_on_server(url: str, sql: str) -> None:
+    """Run `sql` (CREATE/DROP DATABASE) on the server of `url`, connected to its `postgres`
+    database: for tests and the bench, which keep databases of their own beside the app's."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    conn = await asyncpg.connect(
+        user=u.username or "postgres",
+        password=u.password,
+        host=u.query.get("host") or u.host,
+        port=u.port,
+        database="postgres",
+    )
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
