@@ -142,7 +142,7 @@ def main() -> None:
         "seconds": round(time.perf_counter() - started, 1),
     }
     RESULTS.mkdir(exist_ok=True)
-    name = "full" if args.full else "quick"
+    name = ("full" if args.full else "quick") + ("-partial" if args.only else "")
     (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     md = table(rows)
     print("\n" + md)

@@ -61,16 +61,16 @@ def search_clause(q: str) -> ColumnElement[bool]:
 
 
 def search_rank(q: str) -> ColumnElement[float]:
-    """Best first: the full name starts with q, then a later word does, then any substring,
-    each refined by trigram similarity; phone-digit matches rank by how much of the number
-    they cover. Rounded so the keyset cursor compares exactly."""
+    """Best first: the full name starts with q, then a later word does, then any substring;
+    phone-digit matches rank by how much of the number they cover. Ties go by id. (Trigram
+    similarity as a tie-breaker cost 4x the whole query at 8,000 matches: measured.)"""
     folded = func.koinonia_fold(_like_escape(q))
     name_rank = case(
         (FOLDED_NAME.like(func.concat(folded, "%")), 3.0),
         (FOLDED_NAME.like(func.concat("% ", folded, "%")), 2.0),
         (FOLDED_NAME.like(func.concat("%", folded, "%")), 1.0),
         else_=0.0,
-    ) + func.similarity(FOLDED_NAME, func.koinonia_fold(q))
+    )
     digits = re.sub(r"\D", "", q)
     rank: ColumnElement[Any] = name_rank
     if len(digits) >= PHONE_DIGITS_MIN:
