@@ -18,7 +18,7 @@ from koinonia.db import engine as db_engine
 from koinonia.db.migrate import migrate
 from koinonia.kit.cache import InvalidateOnWrite
 from koinonia.kit.errors import KoinoniaError
-from koinonia.kit.http import BodyLimit, Observe
+from koinonia.kit.http import Admission, BodyLimit, Observe
 from koinonia.kit.logging import configure_logging, log
 from koinonia.kit.store import get_store, init_store
 
@@ -92,6 +92,8 @@ def create_app(settings: Settings | None = None, *, manage_engine: bool = True) 
     )
     app.add_middleware(InvalidateOnWrite)
     app.add_middleware(Observe)
+    # Outermost: waiting for admission happens before any work (and is visible as latency).
+    app.add_middleware(Admission, limit=settings.max_requests_in_flight)
     return app
 
 
