@@ -28,7 +28,11 @@ from koinonia.kit.store import init_store
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
-MARK_BEGIN, MARK_END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def markers(mode: str) -> tuple[str, str]:
+    """Each mode rewrites its own table in BENCHMARKS.md."""
+    return f"<!-- bench:{mode}:begin -->", f"<!-- bench:{mode}:end -->"
 
 
 def log(msg: str) -> None:
@@ -147,15 +151,16 @@ def main() -> None:
     md = table(rows)
     print("\n" + md)
     if not args.only:
+        mark_begin, mark_end = markers(name)
         bench_md = ROOT.parent / "BENCHMARKS.md"
-        if bench_md.exists() and MARK_BEGIN in bench_md.read_text():
+        if bench_md.exists() and mark_begin in bench_md.read_text():
             section = (
-                f"{MARK_BEGIN}\n`{command}` on {meta['date']} ({meta['machine']}, "
+                f"{mark_begin}\n`{command}` on {meta['date']} ({meta['machine']}, "
                 f"{meta['database']}, Redis: {meta['redis']}), {meta['seconds']} s:"
-                f"\n\n{md}\n{MARK_END}"
+                f"\n\n{md}\n{mark_end}"
             )
             text = re.sub(
-                re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END),
+                re.escape(mark_begin) + ".*?" + re.escape(mark_end),
                 lambda _: section,
                 bench_md.read_text(),
                 flags=re.S,
