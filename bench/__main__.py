@@ -93,6 +93,8 @@ def _fmt(r: dict[str, Any] | None, key: str = "p95_ms") -> str:
     if key in r:
         parts.append(f"p50 {r['p50_ms']} / p95 {r['p95_ms']} ms")
     for extra in (
+        "status",
+        "created",
         "handed_s",
         "per_s",
         "error_pct",
