@@ -18,6 +18,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     type_coerce,
     update,
 )
@@ -125,6 +126,10 @@ class MemberRepository:
             if after_id is not None:
                 stmt = stmt.where(Member.id > after_id)
             stmt = stmt.order_by(Member.id)
+        if q:
+            # Plan the search for this q: a generic plan (PostgreSQL's choice after five runs
+            # of a prepared statement) re-folds q for every candidate row (measured 2-5x slower).
+            await self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         return list((await self.session.execute(stmt.limit(limit + 1))).all())
 
     async def get(self, member_id: int) -> Member | None:
