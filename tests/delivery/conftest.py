@@ -42,11 +42,9 @@ async def api_url(engine: AsyncEngine) -> AsyncIterator[str]:
     settings = get_settings().model_copy(update={"public_url": url})
     app = create_app(settings, manage_engine=False)
     # Routes read settings through dependencies; every one of them must see this URL.
-    from koinonia.webhooks import router as webhooks
+    from koinonia.auth.deps import settings as settings_dependency
 
-    for dependency in (get_settings, getattr(webhooks, "webhook_settings", None)):
-        if dependency is not None:
-            app.dependency_overrides[dependency] = lambda: settings
+    app.dependency_overrides[settings_dependency] = lambda: settings
     server = _Server(uvicorn.Config(app, lifespan="off", log_level="error", access_log=False))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

@@ -10,9 +10,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from fixtures.factories import Tenant
+from koinonia.auth.deps import settings as settings_dependency
 from koinonia.config import get_settings
 from koinonia.sms.signatures import generate_ed25519_keypair, twilio_signature
-from koinonia.webhooks.router import webhook_settings
 
 Webhooks = Any  # conftest: posts signed provider webhooks
 WebhookDb = Any  # conftest: rows through SQL
@@ -381,11 +381,11 @@ async def test_without_a_telnyx_key_every_event_is_refused(
 ) -> None:
     sent = await db.sent_message(tenant.church_id)
     production = get_settings().model_copy(update={"env": "production", "telnyx_public_key": None})
-    app.dependency_overrides[webhook_settings] = lambda: production
+    app.dependency_overrides[settings_dependency] = lambda: production
     try:
         r = await webhooks.telnyx_status(sent.provider_ids[0], "delivered")
     finally:
-        app.dependency_overrides.pop(webhook_settings)
+        app.dependency_overrides.pop(settings_dependency)
     assert r.status_code == 403
     assert (await db.recipient(sent.message_id)).status == "sending"
 
@@ -396,14 +396,14 @@ async def test_a_configured_telnyx_key_replaces_the_sandbox_key(
     sent = await db.sent_message(tenant.church_id)
     key, public_b64 = generate_ed25519_keypair()
     configured = get_settings().model_copy(update={"telnyx_public_key": public_b64})
-    app.dependency_overrides[webhook_settings] = lambda: configured
+    app.dependency_overrides[settings_dependency] = lambda: configured
     try:
         sandbox_signed = await webhooks.telnyx_status(sent.provider_ids[0], "sent")
         ours = await webhooks.telnyx(
             webhooks.telnyx_event(sent.provider_ids[0], "delivered"), key=key
         )
     finally:
-        app.dependency_overrides.pop(webhook_settings)
+        app.dependency_overrides.pop(settings_dependency)
     assert (sandbox_signed.status_code, ours.status_code) == (403, 200)
     assert (await db.recipient(sent.message_id)).status == "delivered"
 

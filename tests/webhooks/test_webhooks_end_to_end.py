@@ -16,10 +16,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from koinonia.app import create_app
+from koinonia.auth.deps import settings as settings_dependency
 from koinonia.config import Settings, get_settings
 from koinonia.sms.base import OutboundSms, build_provider, create_client_session
 from koinonia.sms.sandbox import RunningSandbox, SandboxConfig, start_sandbox
-from koinonia.webhooks.router import webhook_settings
 
 TWILIO_STATUS = "/api/v1/webhooks/twilio/status"
 TWILIO_INBOUND = "/api/v1/webhooks/twilio/inbound"
@@ -46,7 +46,7 @@ async def live_api(engine: AsyncEngine) -> AsyncIterator[LiveApi]:
     port = server.servers[0].sockets[0].getsockname()[1]
     base_url = f"http://127.0.0.1:{port}"
     settings = get_settings().model_copy(update={"public_url": base_url})
-    app.dependency_overrides[webhook_settings] = lambda: settings
+    app.dependency_overrides[settings_dependency] = lambda: settings
     yield LiveApi(base_url, settings)
     server.should_exit = True
     await task

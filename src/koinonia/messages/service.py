@@ -89,11 +89,11 @@ async def send(
     repo = MessageRepository(session, church_id=auth.church_id)
     content = await _resolve_content(session, auth.church_id, data)
     await _check_targets(repo, data.target.type, data.target.ids)
-    encoding, segments = _estimate(content, church.name)
     limit = auth.plan.texts_per_month
     month = billing_month()
 
     if data.dry_run:
+        encoding, segments = _estimate(content, church.name)
         recipients, skipped = await repo.audience_counts(data.target.type, data.target.ids)
         used = await repo.texts_used(month)
         price = get_settings().segment_price_usd
@@ -129,8 +129,8 @@ async def send(
         status=created.status,
         recipient_count=created.recipients,
         skipped_opted_out=created.skipped_opted_out,
-        encoding=encoding,
-        segments=segments,
+        encoding=created.encoding,
+        segments=created.segments,
         scheduled_at=created.due_at if created.status == "scheduled" else None,
     )
 
@@ -142,6 +142,8 @@ class Enqueued:
     recipients: int
     skipped_opted_out: int
     due_at: datetime
+    encoding: str
+    segments: int
 
 
 async def enqueue(
@@ -216,12 +218,25 @@ async def enqueue(
         raise PlanLimitReached(
             "texts this month", limit=plan_texts, usage=used, requested=created.recipients
         )
-    return Enqueued(created.id, created.status, created.recipients, created.skipped_opted_out, due)
+    return Enqueued(
+        created.id,
+        created.status,
+        created.recipients,
+        created.skipped_opted_out,
+        due,
+        encoding,
+        segments,
+    )
+
+
+def delivery_rate(*, sent: int, delivered: int, undelivered: int, failed: int) -> float | None:
+    """Delivered share of the texts handed to the carrier; None before any was."""
+    attempted = sent + delivered + undelivered + failed
+    return round(delivered / attempted, 4) if attempted else None
 
 
 def _message_out(row: Any) -> MessageOut:
     counts = StatusCounts(**{k: int(v) for k, v in (row.counts or {}).items()})
-    handed = counts.sent + counts.delivered + counts.undelivered + counts.failed
     return MessageOut(
         id=row.id,
         content=row.content,
@@ -238,7 +253,12 @@ def _message_out(row: Any) -> MessageOut:
         scheduled_at=row.scheduled_at,
         completed_at=row.completed_at,
         counts=counts,
-        delivery_rate=round(counts.delivered / handed, 4) if handed else None,
+        delivery_rate=delivery_rate(
+            sent=counts.sent,
+            delivered=counts.delivered,
+            undelivered=counts.undelivered,
+            failed=counts.failed,
+        ),
     )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth.context import AuthContext
 from koinonia.kit import cache
-from koinonia.messages.service import billing_month
+from koinonia.messages.service import billing_month, delivery_rate
 from koinonia.stats.repository import StatsRepository
 from koinonia.stats.schemas import (
     BranchStatsOut,
@@ -29,11 +29,6 @@ from koinonia.stats.schemas import (
 SUMMARY_TTL_S = 60
 BRANCHES_TTL_S = 300  # the seed plan's 5 minutes
 MESSAGES_TTL_S = 120
-
-
-def delivery_rate(*, sent: int, delivered: int, undelivered: int, failed: int) -> float | None:
-    attempted = sent + delivered + undelivered + failed
-    return round(delivered / attempted, 4) if attempted else None
 
 
 async def summary(session: AsyncSession, auth: AuthContext) -> bytes:

@@ -7,12 +7,12 @@ commits before the response is sent: a provider is answered 200 only once the re
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from koinonia.auth.deps import DbSession
-from koinonia.config import Settings, get_settings
+from koinonia.auth.deps import DbSession, SettingsDep
+from koinonia.config import Settings
 from koinonia.sms.signatures import (
     TELNYX_SIGNATURE_HEADER,
     TELNYX_TIMESTAMP_HEADER,
@@ -22,14 +22,6 @@ from koinonia.webhooks import service
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
-
-async def webhook_settings() -> Settings:
-    """The process settings. Async on purpose: FastAPI runs a sync dependency such as
-    `get_settings` in its thread pool, a thread hop per request on the hottest endpoint."""
-    return get_settings()
-
-
-WebhookSettings = Annotated[Settings, Depends(webhook_settings)]
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
@@ -96,9 +88,7 @@ def _signed_url(settings: Settings, request: Request) -> str:
         }
     ),
 )
-async def twilio_status(
-    request: Request, session: DbSession, settings: WebhookSettings
-) -> Response:
+async def twilio_status(request: Request, session: DbSession, settings: SettingsDep) -> Response:
     """Twilio status callback (the `StatusCallback` of every text we send).
 
     **Signature**: `X-Twilio-Signature` must be the base64 HMAC-SHA1, keyed with the Twilio auth
@@ -133,9 +123,7 @@ async def twilio_status(
         {"MessageSid": "required", "From": "required", "To": "required", "Body": "optional"}
     ),
 )
-async def twilio_inbound(
-    request: Request, session: DbSession, settings: WebhookSettings
-) -> Response:
+async def twilio_inbound(request: Request, session: DbSession, settings: SettingsDep) -> Response:
     """Twilio incoming-message webhook (the church number's "A message comes in" URL).
 
     **Signature**: as for the status callback: `X-Twilio-Signature`, HMAC-SHA1 with the auth
@@ -187,9 +175,7 @@ async def twilio_inbound(
         }
     },
 )
-async def telnyx_events(
-    request: Request, session: DbSession, settings: WebhookSettings
-) -> Response:
+async def telnyx_events(request: Request, session: DbSession, settings: SettingsDep) -> Response:
     """Telnyx messaging webhook: delivery events and inbound texts share this one URL.
 
     **Signature**: `telnyx-signature-ed25519` must be the base64 Ed25519 signature of
