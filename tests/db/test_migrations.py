@@ -12,7 +12,12 @@ from koinonia.models import Base
 
 # Alembic cannot compare expression indexes with operator classes (trigram search); it reports
 # them as changed. They are compared by their definition below instead.
-EXPRESSION_INDEXES = {"ix_members_name_trgm", "ix_members_phone_trgm", "ix_members_search_prefix"}
+EXPRESSION_INDEXES = {
+    "ix_members_name_trgm",
+    "ix_members_phone_trgm",
+    "ix_members_search_prefix",
+    "ix_members_last_first_prefix",
+}
 
 
 def _is_expression_index(op: object) -> bool:
@@ -38,8 +43,7 @@ async def test_migrations_match_models(engine: AsyncEngine) -> None:
         definitions = dict(
             (
                 await conn.exec_driver_sql(
-                    "SELECT indexname, indexdef FROM pg_indexes"
-                    " WHERE indexname IN ('ix_members_name_trgm', 'ix_members_phone_trgm')"
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE 'ix_members_%'"
                 )
             ).all()
         )
@@ -54,6 +58,11 @@ async def test_migrations_match_models(engine: AsyncEngine) -> None:
     assert "(church_id, search_name gin_trgm_ops)" in definitions["ix_members_name_trgm"]
     assert "gin_trgm_ops" in definitions["ix_members_name_trgm"]
     assert "(church_id, phone gin_trgm_ops)" in definitions["ix_members_phone_trgm"]
+    assert '(church_id, search_name COLLATE "C", id)' in (definitions["ix_members_search_prefix"])
+    assert (
+        "koinonia_fold((((last_name)::text || ' '::text) || (first_name)::text)) COLLATE \"C\""
+        in (definitions["ix_members_last_first_prefix"])
+    )
     assert {
         "ix_members_name_trgm",
         "ix_members_phone_trgm",

@@ -101,3 +101,44 @@ async def test_ranked_pagination_walks_everything_once(
         "/api/v1/members", params={"q": "jo", "cursor": "WzFd"}, headers=tenant.headers
     )
     assert r.status_code == 422
+
+
+async def test_last_name_first_and_tiers_in_order_across_pages(
+    client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
+) -> None:
+    people = [
+        ("Ana", "Lima", "+13035550201"),  # "lima ana": last name first
+        ("Limón", "Díaz", "+13035550202"),  # full name starts with "lim"
+        ("Eli", "Milimo", "+13035550203"),  # "lim" inside
+        ("Lima", "Zed", "+13035550204"),  # full name starts with "lim"
+        ("Bo", "Lim", "+13035550205"),  # last name first
+        ("Carl", "Olim", "+13035550206"),  # inside
+    ]
+    await session.execute(
+        text(
+            "INSERT INTO members (church_id, first_name, last_name, phone) VALUES (:c, :f, :l, :p)"
+        ),
+        [{"c": tenant.church_id, "f": f, "l": ln, "p": p} for f, ln, p in people],
+    )
+    await session.commit()
+    names: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"q": "LIM", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        r = await client.get("/api/v1/members", params=params, headers=tenant.headers)
+        page = r.json()
+        names += [f"{m['first_name']} {m['last_name']}" for m in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    # Tier by tier (name prefix, last-name-first prefix, substring), each by its folded key.
+    assert names == [
+        "Lima Zed",
+        "Limón Díaz",
+        "Bo Lim",
+        "Ana Lima",
+        "Carl Olim",
+        "Eli Milimo",
+    ]
+    assert await _search(client, tenant, "lima an") == ["Ana Lima"]
+    assert await _search(client, tenant, "li") == ["Lima Zed", "Limón Díaz", "Bo Lim", "Ana Lima"]

@@ -1,37 +1,46 @@
 from __future__ import annotations
 
 import re
-import unicodedata
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
-    Float,
-    Numeric,
     Row,
-    and_,
+    Select,
     case,
-    cast,
     delete,
     exists,
     func,
+    literal,
     literal_column,
-    or_,
+    not_,
     select,
-    text,
+    tuple_,
     type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from koinonia.models import Group, GroupMember, Member
 
-# The stored, folded full name the trigram index ix_members_name_trgm covers.
-FOLDED_NAME = Member.search_name
+_Select = TypeVar("_Select", bound=Select[*tuple[Any, ...]])
 PHONE_DIGITS_MIN = 4
 TRIGRAM_MIN = 3
+
+# Search ranks in tiers, best first; within a tier by a sort key in byte order, then id. Each
+# tier's key leads a btree (ix_members_search_prefix, ix_members_last_first_prefix, the phone's
+# unique index), so a page reads O(page) index entries instead of ranking every match.
+TIER_PHONE, TIER_NAME_PREFIX, TIER_LAST_FIRST_PREFIX, TIER_SUBSTRING = 4, 3, 2, 1
+NAME_KEY = Member.search_name.collate("C")
+LAST_FIRST_KEY = func.koinonia_fold(
+    Member.last_name.op("||")(literal_column("' '")).op("||")(Member.first_name)
+).collate("C")
 
 
 def _like_escape(value: str) -> str:
@@ -39,48 +48,53 @@ def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _fold(value: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", value)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+@dataclass(frozen=True)
+class SearchTier:
+    rank: int
+    match: ColumnElement[bool]
+    key: ColumnElement[str]
 
 
-def search_clause(q: str) -> ColumnElement[bool]:
-    """Name substring, case- and accent-insensitive; or, when `q` holds 4+ digits, phone digits.
-    Spelled so the trigram indexes (church_id + folded name / phone) serve it."""
+def search_tiers(q: str) -> list[SearchTier]:
+    """The tiers of a search for `q`, best first, each ordered by its key then id:
+    - phone: the number holds q's digits (only when q has 4+ digits), by number;
+    - name: the full name, case- and accent-folded, starts with q ("jos", "jose gar"), by name;
+    - last name first: "last first" starts with q ("garc", "garcia jo"), by last name;
+    - substring: q anywhere in the full name (3+ characters: trigram index), by name.
+    A member appears once, in the best tier it matches."""
+    # `||` (immutable) rather than concat() (stable), so that in a plan made for this q the
+    # pattern is a constant and the btree scans just the prefix's range.
     folded = func.koinonia_fold(_like_escape(q))
-    if len(q) < TRIGRAM_MIN:
-        # Trigrams need 3 characters; a 1–2 character query matches names that start with it,
-        # through the btree prefix index, which needs the pattern as a plain value (folded here
-        # the way unaccent folds letters) rather than an expression.
-        name = FOLDED_NAME.like(_like_escape(_fold(q)) + "%")
-    else:
-        name = FOLDED_NAME.like(func.concat("%", folded, "%"))
+    prefix = folded.op("||")(literal("%"))
+    tiers: list[SearchTier] = []
     digits = re.sub(r"\D", "", q)
     if len(digits) >= PHONE_DIGITS_MIN:
-        return or_(name, Member.phone.like(f"%{digits}%"))
-    return name
+        phone = Member.phone.expression
+        tiers.append(SearchTier(TIER_PHONE, phone.like(f"%{digits}%"), phone))
+    tiers.append(SearchTier(TIER_NAME_PREFIX, NAME_KEY.like(prefix), NAME_KEY))
+    tiers.append(SearchTier(TIER_LAST_FIRST_PREFIX, LAST_FIRST_KEY.like(prefix), LAST_FIRST_KEY))
+    if len(q) >= TRIGRAM_MIN:
+        anywhere = literal("%").op("||")(prefix)
+        tiers.append(SearchTier(TIER_SUBSTRING, Member.search_name.like(anywhere), NAME_KEY))
+    return tiers
 
 
-def search_rank(q: str) -> ColumnElement[float]:
-    """Best first: the full name starts with q, then a later word does, then any substring;
-    phone-digit matches rank by how much of the number they cover. Ties go by id. (Trigram
-    similarity as a tie-breaker cost 4x the whole query at 8,000 matches: measured.)"""
-    folded = func.koinonia_fold(_like_escape(q))
-    name_rank = case(
-        (FOLDED_NAME.like(func.concat(folded, "%")), 3.0),
-        (FOLDED_NAME.like(func.concat("% ", folded, "%")), 2.0),
-        (FOLDED_NAME.like(func.concat("%", folded, "%")), 1.0),
-        else_=0.0,
-    )
-    digits = re.sub(r"\D", "", q)
-    rank: ColumnElement[Any] = name_rank
-    if len(digits) >= PHONE_DIGITS_MIN:
-        phone_rank = case(
-            (Member.phone.like(f"%{digits}%"), 1.0 + len(digits) / func.length(Member.phone)),
-            else_=0.0,
-        )
-        rank = func.greatest(name_rank, phone_rank)
-    return func.round(cast(rank, Numeric), 6).cast(Float)
+@dataclass(frozen=True)
+class MemberFilter:
+    """Filters of a member list; they combine with AND."""
+
+    group_id: int | None = None
+    branch_id: int | None = None
+    consent: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchAfter:
+    """Where the previous page of a search ended."""
+
+    tier: int
+    key: str
+    id: int
 
 
 class MemberRepository:
@@ -88,21 +102,9 @@ class MemberRepository:
         self.session = session
         self.church_id = church_id
 
-    async def list(
-        self,
-        *,
-        after_id: int | None,
-        limit: int,
-        group_id: int | None = None,
-        branch_id: int | None = None,
-        consent: str | None = None,
-        q: str | None = None,
-        after_rank: float | None = None,
-    ) -> list[Row[Member, float]]:
-        """A page of members: by id, or with `q` by search rank (best first) then id; the
-        keyset is (id) or (rank, id) accordingly."""
-        rank = search_rank(q) if q else literal_column("0.0").cast(Float)
-        stmt = select(Member, rank.label("rank")).where(Member.church_id == self.church_id)
+    def _filtered(self, stmt: _Select, where: MemberFilter) -> _Select:
+        stmt = stmt.where(Member.church_id == self.church_id)
+        group_id, branch_id, consent = where.group_id, where.branch_id, where.consent
         if group_id is not None:
             stmt = stmt.where(
                 exists().where(GroupMember.member_id == Member.id, GroupMember.group_id == group_id)
@@ -115,22 +117,60 @@ class MemberRepository:
             )
         if consent is not None:
             stmt = stmt.where(Member.consent == consent)
-        if q:
-            stmt = stmt.where(search_clause(q))
-            if after_id is not None and after_rank is not None:
-                stmt = stmt.where(
-                    or_(rank < after_rank, and_(rank == after_rank, Member.id > after_id))
-                )
-            stmt = stmt.order_by(rank.desc(), Member.id)
-        else:
-            if after_id is not None:
-                stmt = stmt.where(Member.id > after_id)
-            stmt = stmt.order_by(Member.id)
-        if q:
-            # Plan the search for this q: a generic plan (PostgreSQL's choice after five runs
-            # of a prepared statement) re-folds q for every candidate row (measured 2-5x slower).
-            await self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-        return list((await self.session.execute(stmt.limit(limit + 1))).all())
+        return stmt
+
+    async def list(
+        self,
+        *,
+        after_id: int | None,
+        limit: int,
+        where: MemberFilter,
+    ) -> list[Member]:
+        """A page of members by id."""
+        stmt = self._filtered(select(Member), where)
+        if after_id is not None:
+            stmt = stmt.where(Member.id > after_id)
+        stmt = stmt.order_by(Member.id).limit(limit + 1)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def search(
+        self,
+        q: str,
+        *,
+        after: SearchAfter | None,
+        limit: int,
+        where: MemberFilter,
+    ) -> Sequence[Row[Member, int, str]]:
+        """A page of members matching `q`: (member, tier, key), best tier first, then by key and
+        id (the keyset). One page is the tiers' own index-ordered pages, concatenated (UNION
+        ALL) and cut at `limit + 1`: once the best tiers fill the page, PostgreSQL never runs
+        the others."""
+        pages = []
+        excluded: list[ColumnElement[bool]] = []
+        for tier in search_tiers(q):
+            if after is None or tier.rank <= after.tier:
+                stmt = self._filtered(
+                    select(Member, literal(tier.rank).label("tier"), tier.key.label("key")), where
+                ).where(tier.match, *(not_(m) for m in excluded))
+                if after is not None and tier.rank == after.tier:
+                    stmt = stmt.where(
+                        tuple_(tier.key, Member.id) > tuple_(literal(after.key), literal(after.id))
+                    )
+                pages.append(stmt.order_by(tier.key, Member.id).limit(limit + 1).subquery())
+            excluded.append(tier.match)
+        page = union_all(*(select(p) for p in pages)).subquery()
+        found = aliased(Member, page)
+        # Plan for this q (a generic plan cannot turn the LIKE prefix into an index range and
+        # re-folds q per row: measured 2-5x slower), and without parallel workers: a parallel
+        # Append may interleave its children, and the tiers must come out in order.
+        await self.session.execute(
+            select(
+                func.set_config("plan_cache_mode", "force_custom_plan", True),
+                func.set_config("max_parallel_workers_per_gather", "0", True),
+            )
+        )
+        stmt = select(found, page.c.tier, page.c.key).limit(limit + 1)
+        return (await self.session.execute(stmt)).all()
 
     async def get(self, member_id: int) -> Member | None:
         stmt = select(Member).where(Member.church_id == self.church_id, Member.id == member_id)

@@ -17,7 +17,12 @@ Search = Annotated[
     Query(
         max_length=100,
         pattern=r"^[^\x00]*$",
-        description="Name substring (case- and accent-insensitive) or 4+ phone digits.",
+        description=(
+            "Case- and accent-insensitive name search, or 4+ phone digits. Ranked in tiers:"
+            " phone numbers holding the digits; full names starting with q (`jose gar`);"
+            " names written last name first starting with q (`garcia jo`); then, for 3+"
+            " characters, names containing q. Within a tier by that name (or number), then id."
+        ),
     ),
 ]
 

@@ -8,7 +8,7 @@ from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached
 from koinonia.kit.pagination import decode_cursor, page_of
 from koinonia.kit.tenancy import lock_church
-from koinonia.members.repository import MemberRepository
+from koinonia.members.repository import MemberFilter, MemberRepository, SearchAfter
 from koinonia.members.schemas import (
     Consent,
     MemberCreate,
@@ -51,30 +51,21 @@ async def list_members(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[MemberOut], str | None]:
+    repo = MemberRepository(session, church_id=auth.church_id)
+    where = MemberFilter(group_id=group_id, branch_id=branch_id, consent=consent)
     q = q.strip() if q and q.strip() else None
-    # Searching pages by (rank, id), plain listing by id: the cursor holds the matching key.
-    after_rank: float | None = None
-    after_id: int | None = None
-    if q:
-        ranked = decode_cursor(cursor, float, int)
-        if ranked:
-            after_rank, after_id = ranked
-    else:
+    if q is None:
         plain = decode_cursor(cursor, int)
-        after_id = plain[0] if plain else None
-    rows = await MemberRepository(session, church_id=auth.church_id).list(
-        after_id=after_id,
-        after_rank=after_rank,
-        limit=limit,
-        group_id=group_id,
-        branch_id=branch_id,
-        consent=consent,
-        q=q,
+        members = await repo.list(after_id=plain[0] if plain else None, limit=limit, where=where)
+        items, next_cursor = page_of(members, limit, lambda m: (m.id,))
+        return [MemberOut.model_validate(m) for m in items], next_cursor
+    # A search pages by (tier, key, id): the cursor holds where the last page ended.
+    ranked = decode_cursor(cursor, int, str, int)
+    rows = await repo.search(
+        q, after=SearchAfter(*ranked) if ranked else None, limit=limit, where=where
     )
-    items, next_cursor = page_of(
-        rows, limit, (lambda r: (r[1], r[0].id)) if q else (lambda r: (r[0].id,))
-    )
-    return [MemberOut.model_validate(r[0]) for r in items], next_cursor
+    hits, next_cursor = page_of(list(rows), limit, lambda r: (r[1], r[2], r[0].id))
+    return [MemberOut.model_validate(r[0]) for r in hits], next_cursor
 
 
 async def get_member(session: AsyncSession, auth: AuthContext, member_id: int) -> MemberDetail:

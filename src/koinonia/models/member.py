@@ -23,10 +23,14 @@ class Member(Base):
             text("church_id, search_name gin_trgm_ops"),
             postgresql_using="gin",
         ),
+        # Search tiers read pages straight off these (byte order, then id): see the migration
+        # "search tier indexes".
+        Index("ix_members_search_prefix", "church_id", text('(search_name COLLATE "C")'), "id"),
         Index(
-            "ix_members_search_prefix",
+            "ix_members_last_first_prefix",
             "church_id",
-            text("search_name text_pattern_ops"),
+            text("(koinonia_fold(last_name || ' ' || first_name) COLLATE \"C\")"),
+            "id",
         ),
         Index(
             "ix_members_phone_trgm", text("church_id, phone gin_trgm_ops"), postgresql_using="gin"
