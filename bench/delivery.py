@@ -23,7 +23,7 @@ from koinonia.db.migrate import migrate
 from koinonia.db.session import job_session
 from koinonia.messages.service import enqueue
 from koinonia.models import Church
-from koinonia.sms.base import OutboundSms, build_provider, create_client_session
+from koinonia.sms.base import OutboundSms, build_provider, create_http_client
 
 DB = "koinonia_bench_delivery"
 CONTENT = "Hi {first_name|friend}, service moved to 11am. Reply STOP to opt out."
@@ -42,6 +42,24 @@ def _sent_times(url: str) -> list[float]:
     return sorted(datetime.fromisoformat(m["accepted_at"]).timestamp() for m in messages)
 
 
+def _cpu_s(pid: int) -> float:
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(t.user + t.system)
+
+
+def _backend_pids() -> list[int]:
+    """PostgreSQL backends connected to the rig's database (the workers' and the bench's)."""
+    pids = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(p.info["cmdline"] or [])
+        if cmdline.startswith("postgres:") and f" {DB} " in cmdline:
+            pids.append(p.pid)
+    return pids
+
+
 class Rig:
     """Sandbox + N worker processes on a fresh church of `members` members."""
 
@@ -49,6 +67,26 @@ class Rig:
         self.members, self.workers, self.rate = members, workers, rate
         self.procs: list[subprocess.Popen[bytes]] = []
         self.peak_worker_rss_mb = 0.0
+        self.cpu: dict[str, float] = {}  # CPU seconds per role during the last broadcast
+
+    def _cpu_snapshot(self) -> dict[str, dict[int, float]]:
+        return {
+            "workers": {p.pid: _cpu_s(p.pid) for p in self.worker_procs},
+            "sandbox": {self.procs[0].pid: _cpu_s(self.procs[0].pid)},
+            "postgres": {pid: _cpu_s(pid) for pid in _backend_pids()},
+            "bench": {os.getpid(): _cpu_s(os.getpid())},
+        }
+
+    @staticmethod
+    def _cpu_spent(
+        before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
+    ) -> dict[str, float]:
+        # A backend started during the broadcast counts whole; one that exited is lost (pools
+        # keep their connections, so none does in practice).
+        return {
+            role: round(sum(t - before[role].get(pid, 0.0) for pid, t in pids.items()), 2)
+            for role, pids in after.items()
+        }
 
     async def __aenter__(self) -> Rig:
         settings = get_settings()
@@ -122,6 +160,7 @@ class Rig:
                 target_ids=[],
                 hold_for_quiet_hours=False,
             )
+        cpu_before = self._cpu_snapshot()
         started = time.perf_counter()
         handed: float | None = None
         while True:
@@ -141,6 +180,7 @@ class Rig:
                 ).scalar_one()
             if status == "completed":
                 done = time.perf_counter() - started
+                self.cpu = self._cpu_spent(cpu_before, self._cpu_snapshot())
                 return handed or done, done
             if time.perf_counter() - started > 300:
                 raise TimeoutError("broadcast did not complete in 300 s")
@@ -163,7 +203,7 @@ class Rig:
 async def naive_sequential(sandbox_url: str, n: int) -> float:
     """The seed's broadcastOutboundToMembers: one send after another. Seconds for n texts."""
     settings = get_settings()
-    session = create_client_session()
+    session = create_http_client()
     provider = build_provider(
         "sandbox",
         base_url=sandbox_url,
@@ -195,6 +235,9 @@ async def scenarios(members: int) -> list[dict[str, Any]]:
                     "completed_s": round(done, 2),
                     "per_s": f"{members / handed:.0f} texts/s",
                     "worker_peak_rss_mb": round(rig.peak_worker_rss_mb, 1),
+                    # CPU seconds per role from the enqueue's commit to "completed": stable on
+                    # a busy machine, unlike the wall clock.
+                    "cpu_s": rig.cpu,
                 },
                 "naive": {
                     "note": f"sequential sends: {naive_n} in {naive_s:.1f} s",

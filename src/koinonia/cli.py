@@ -113,9 +113,11 @@ def worker() -> None:
     the per-number rate limit, records the results. Run as many as you like, on any hosts;
     SIGTERM finishes the batch in flight and exits."""
     from koinonia.delivery.worker import serve_worker
+    from koinonia.sms.base import new_event_loop
 
     settings = load_settings()
-    asyncio.run(serve_worker(settings))
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(serve_worker(settings))
 
 
 @app.command("sms-sandbox")

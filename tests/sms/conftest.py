@@ -12,7 +12,8 @@ import pytest_asyncio
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from koinonia.sms.base import Provider, build_provider, create_client_session
+from koinonia.sms.base import Provider, build_provider, create_http_client
+from koinonia.sms.http import HttpClient
 from koinonia.sms.sandbox import RunningSandbox, SandboxConfig, start_sandbox
 
 TWILIO_SID = "AC" + "1" * 32
@@ -84,7 +85,16 @@ async def sandbox() -> AsyncIterator[RunningSandbox]:
 
 @pytest_asyncio.fixture(loop_scope="function")
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    client = create_client_session()
+    """A plain HTTP client, for talking to the sandbox directly."""
+    client = aiohttp.ClientSession()
+    yield client
+    await client.close()
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def provider_http() -> AsyncIterator[HttpClient]:
+    """The adapters' client, shared by every adapter a test makes (as in a worker)."""
+    client = create_http_client()
     yield client
     await client.close()
 
@@ -106,7 +116,7 @@ MakeProvider = Callable[..., Provider]
 
 
 @pytest.fixture
-def make_provider(sandbox: RunningSandbox, http: aiohttp.ClientSession) -> MakeProvider:
+def make_provider(sandbox: RunningSandbox, provider_http: HttpClient) -> MakeProvider:
     """The real adapter ("twilio" or "telnyx") pointed at the sandbox, over the shared session."""
 
     def make(kind: str, *, timeout_s: float = 5.0) -> Provider:
@@ -117,7 +127,7 @@ def make_provider(sandbox: RunningSandbox, http: aiohttp.ClientSession) -> MakeP
             twilio_auth_token=TWILIO_TOKEN,
             telnyx_api_key=TELNYX_KEY,
             timeout_s=timeout_s,
-            session=http,
+            session=provider_http,
         )
 
     return make

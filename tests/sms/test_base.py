@@ -5,11 +5,12 @@ from __future__ import annotations
 import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from urllib.parse import urlencode
 
 import pytest
 
 from koinonia.sms import OutboundSms, SendResult, build_provider, telnyx, twilio
-from koinonia.sms.base import parse_retry_after
+from koinonia.sms.base import new_event_loop, parse_retry_after
 
 
 def test_result_is_ok_only_when_accepted() -> None:
@@ -140,3 +141,26 @@ async def test_connection_refused_is_transient(kind: str) -> None:
     finally:
         await provider.close()
     assert (result.ok, result.transient, result.error_code) == (False, True, "connection")
+
+
+@pytest.mark.parametrize(
+    "sms",
+    [
+        OutboundSms("+15550000001", "+15550000002", "Hi é {x}&=+ /?%\n", "http://a:9/s?y=1&z"),
+        OutboundSms("+15550000001", "+15550000002", "plain", None),
+    ],
+)
+def test_twilio_form_is_what_urlencode_writes(sms: OutboundSms) -> None:
+    form = {"To": sms.to, "From": sms.from_, "Body": sms.body}
+    if sms.status_callback:
+        form["StatusCallback"] = sms.status_callback
+    assert twilio.encode_form(sms) == urlencode(form).encode()
+
+
+def test_workers_and_the_sandbox_run_on_uvloop_when_installed() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    loop = new_event_loop()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()

@@ -191,3 +191,30 @@ async def test_the_send_answer_does_not_wait_for_callbacks(
         await sandbox.carrier.cancel_callbacks()
         server.close()
         await server.wait_closed()
+
+
+async def test_reports_wait_in_one_schedule_and_a_shorter_delay_still_comes_first(
+    make_provider: MakeProvider, sandbox: RunningSandbox, receiver: Receiver
+) -> None:
+    # Accepted texts wait for their reports as heap entries, not as a task (and a timer) each.
+    sandbox.carrier.update_config({"delivery_delay_ms": 3_600_000})
+    provider = make_provider("twilio")
+    results = await asyncio.gather(
+        *(provider.send(outbound(receiver.url("/late"))) for _ in range(50))
+    )
+    assert all(r.ok for r in results)
+    assert sandbox.carrier.stats()["callbacks"]["pending"] == 50
+    assert len(sandbox.carrier._tasks) == 0
+
+    # A text accepted after the delay was shortened is reported first: the schedule wakes up.
+    sandbox.carrier.update_config({"delivery_delay_ms": 0})
+    await provider.send(outbound(receiver.url("/soon")))
+    await receiver.wait_for("/soon", 2)
+    for _ in range(500):  # until the "/soon" report task has counted its result
+        if sandbox.carrier.stats()["callbacks"]["pending"] == 50:
+            break
+        await asyncio.sleep(0.01)
+    assert sandbox.carrier.stats()["callbacks"]["pending"] == 50
+    assert receiver.on("/late") == []
+    await sandbox.carrier.cancel_callbacks()
+    assert sandbox.carrier.stats()["callbacks"]["pending"] == 0

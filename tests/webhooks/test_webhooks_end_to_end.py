@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from koinonia.app import create_app
 from koinonia.auth.deps import settings as settings_dependency
 from koinonia.config import Settings, get_settings
-from koinonia.sms.base import OutboundSms, build_provider, create_client_session
+from koinonia.sms.base import OutboundSms, build_provider, create_http_client
+from koinonia.sms.http import HttpClient
 from koinonia.sms.sandbox import RunningSandbox, SandboxConfig, start_sandbox
 
 TWILIO_STATUS = "/api/v1/webhooks/twilio/status"
@@ -69,7 +70,15 @@ async def sandbox(live_api: LiveApi) -> AsyncIterator[RunningSandbox]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    client = create_client_session()
+    client = aiohttp.ClientSession()
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def provider_http() -> AsyncIterator[HttpClient]:
+    """The adapters' client (koinonia.sms.http), shared as a worker shares it."""
+    client = create_http_client()
     yield client
     await client.close()
 
@@ -143,7 +152,7 @@ async def test_the_sandboxs_delivery_reports_reach_the_api_and_deliver_the_recip
     engine: AsyncEngine,
     live_api: LiveApi,
     sandbox: RunningSandbox,
-    http: aiohttp.ClientSession,
+    provider_http: HttpClient,
     church: int,
     provider: str,
 ) -> None:
@@ -154,7 +163,7 @@ async def test_the_sandboxs_delivery_reports_reach_the_api_and_deliver_the_recip
         twilio_account_sid=sandbox.config.twilio_account_sid,
         twilio_auth_token=sandbox.config.twilio_auth_token,
         telnyx_api_key=sandbox.config.telnyx_api_key,
-        session=http,
+        session=provider_http,
     )
     callback = live_api.base_url + (TWILIO_STATUS if provider == "twilio" else TELNYX)
 
@@ -186,7 +195,7 @@ async def test_reports_that_beat_the_write_back_wait_in_pending(
     engine: AsyncEngine,
     live_api: LiveApi,
     sandbox: RunningSandbox,
-    http: aiohttp.ClientSession,
+    provider_http: HttpClient,
     church: int,
 ) -> None:
     sandbox.carrier.update_config({"delivery_delay_ms": 0, "undelivered_rate": 1.0})
@@ -196,7 +205,7 @@ async def test_reports_that_beat_the_write_back_wait_in_pending(
         base_url=sandbox.base_url,
         twilio_account_sid=sandbox.config.twilio_account_sid,
         twilio_auth_token=sandbox.config.twilio_auth_token,
-        session=http,
+        session=provider_http,
     )
     result = await adapter.send(
         OutboundSms("+15550100001", "+13035559999", "Hello", live_api.base_url + TWILIO_STATUS)

@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiohttp
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -44,8 +43,9 @@ from koinonia.sms.base import (
     ProviderName,
     SendResult,
     build_provider,
-    create_client_session,
+    create_http_client,
 )
+from koinonia.sms.http import HttpClient
 
 # Codes that mean "slow down" rather than "this text is in trouble" (HTTP 429, Twilio 20429,
 # Telnyx 10011): the text waits out Retry-After and may try up to max_rate_limited_attempts
@@ -102,7 +102,7 @@ class Dispatcher:
         limiter: RateLimiter | None = None,
         stop: asyncio.Event | None = None,
         sessionmaker: async_sessionmaker[AsyncSession] | None = None,
-        http: aiohttp.ClientSession | None = None,
+        http: HttpClient | None = None,
     ) -> None:
         self.settings = settings
         self.limiter = limiter or build_rate_limiter(settings)
@@ -122,9 +122,9 @@ class Dispatcher:
     def _sessions(self) -> async_sessionmaker[AsyncSession]:
         return self._sessionmaker or db_engine.sessionmaker()
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _client(self) -> HttpClient:
         if self._http is None:
-            self._http = create_client_session(connection_limit=self.settings.send_concurrency)
+            self._http = create_http_client(connection_limit=self.settings.send_concurrency)
         return self._http
 
     def provider(self, name: str) -> Provider:

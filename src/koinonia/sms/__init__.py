@@ -6,7 +6,7 @@ from koinonia.sms.base import (
     ProviderName,
     SendResult,
     build_provider,
-    create_client_session,
+    create_http_client,
 )
 
 __all__ = [
@@ -15,5 +15,5 @@ __all__ = [
     "ProviderName",
     "SendResult",
     "build_provider",
-    "create_client_session",
+    "create_http_client",
 ]

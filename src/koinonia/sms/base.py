@@ -6,15 +6,16 @@ dispatcher records results in one set-based write instead of juggling exceptions
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
-import json
 import math
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-import aiohttp
+import orjson
+
+from koinonia.sms.http import HttpClient, HttpError, Prepared
 
 ProviderName = Literal["twilio", "telnyx", "sandbox"]
 
@@ -54,18 +55,26 @@ class Provider(Protocol):
     async def close(self) -> None: ...
 
 
-def create_client_session(
-    *, connection_limit: int = DEFAULT_CONNECTION_LIMIT, keepalive_s: float = 30.0
-) -> aiohttp.ClientSession:
-    """The one HTTP client session a process shares between its adapters.
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when it is installed (it comes with uvicorn[standard] on Linux and
+    macOS), else asyncio's. Worker and sandbox processes run on it: most of their CPU per text
+    is event-loop and socket work, which uvloop does in C."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
-    Must be called inside a running event loop. Keep-alive matters: a TLS handshake per text
-    would cost more than the request itself.
+
+def create_http_client(
+    *, connection_limit: int = DEFAULT_CONNECTION_LIMIT, keepalive_s: float = 30.0
+) -> HttpClient:
+    """The one HTTP client a process shares between its adapters (koinonia.sms.http).
+
+    Keep-alive matters: a TLS handshake per text would cost more than the request itself.
+    `connection_limit` caps the open connections per provider host.
     """
-    connector = aiohttp.TCPConnector(
-        limit=connection_limit, keepalive_timeout=keepalive_s, ttl_dns_cache=300
-    )
-    return aiohttp.ClientSession(connector=connector)
+    return HttpClient(limit=connection_limit, keepalive_s=keepalive_s)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -100,22 +109,21 @@ class HttpAnswer:
 
 
 class HttpAdapter:
-    """Session ownership and transport failures, shared by the Twilio and Telnyx adapters."""
+    """Client ownership and transport failures, shared by the Twilio and Telnyx adapters."""
 
     name: str
 
-    def __init__(self, *, timeout_s: float, session: aiohttp.ClientSession | None) -> None:
+    def __init__(self, *, timeout_s: float, session: HttpClient | None) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
         self._session = session
-        # A shared session belongs to whoever created it; only a session we made is ours to close.
+        # A shared client belongs to whoever created it; only a client we made is ours to close.
         self._owns_session = session is None
 
-    def _client(self) -> aiohttp.ClientSession:
-        # Created lazily: aiohttp needs a running loop, and factories run at start-up without one.
+    def _client(self) -> HttpClient:
         if self._session is None:
-            self._session = create_client_session()
+            self._session = create_http_client()
         return self._session
 
     async def close(self) -> None:
@@ -123,33 +131,21 @@ class HttpAdapter:
             await self._session.close()
             self._session = None
 
-    async def _post(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        data: Mapping[str, str] | str | None = None,
-        json_body: Mapping[str, Any] | None = None,
-    ) -> HttpAnswer | SendResult:
+    async def _post(self, request: Prepared, body: bytes) -> HttpAnswer | SendResult:
         """POST and read the answer; a transport failure comes back as a transient result."""
         try:
-            async with self._client().post(
-                url, headers=headers, data=data, json=json_body, timeout=self._timeout
-            ) as response:
-                raw = await response.read()
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                status = response.status
+            response = await self._client().post(request, body, within_s=self._timeout_s)
         except TimeoutError:
             return SendResult(None, "timeout", f"{self.name}: no answer in time", transient=True)
-        except aiohttp.ClientError as exc:
+        except (HttpError, OSError) as exc:
             return SendResult(
                 None, "connection", f"{self.name}: {type(exc).__name__}: {exc}", transient=True
             )
         try:
-            payload: Any = json.loads(raw) if raw else None
-        except ValueError:
+            payload: Any = orjson.loads(response.body) if response.body else None
+        except orjson.JSONDecodeError:
             payload = None
-        return HttpAnswer(status, payload, retry_after)
+        return HttpAnswer(response.status, payload, parse_retry_after(response.retry_after))
 
 
 def build_provider(
@@ -160,7 +156,7 @@ def build_provider(
     twilio_auth_token: str = "",
     telnyx_api_key: str = "",
     timeout_s: float = DEFAULT_TIMEOUT_S,
-    session: aiohttp.ClientSession | None = None,
+    session: HttpClient | None = None,
 ) -> Provider:
     """The adapter for `name`; `base_url` defaults to the real API (required for the sandbox).
 

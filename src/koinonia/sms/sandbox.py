@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import email.utils
 import hashlib
+import heapq
 import hmac
 import json
 import math
@@ -28,9 +30,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import aiohttp
+import orjson
 import structlog
 from aiohttp import web
 
+from koinonia.sms.base import new_event_loop
 from koinonia.sms.signatures import (
     TELNYX_SIGNATURE_HEADER,
     TELNYX_TIMESTAMP_HEADER,
@@ -252,6 +256,13 @@ def _twilio_sid() -> str:
     return "SM" + uuid.uuid4().hex
 
 
+def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """web.json_response, encoded by orjson (the send answers are on the hot path)."""
+    return web.Response(
+        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
+    )
+
+
 def _twilio_error(
     code: int, message: str, status: int, headers: Mapping[str, str] | None = None
 ) -> web.Response:
@@ -261,14 +272,14 @@ def _twilio_error(
         "more_info": f"https://www.twilio.com/docs/errors/{code}",
         "status": status,
     }
-    return web.json_response(body, status=status, headers=headers)
+    return _json(body, status, headers)
 
 
 def _telnyx_error(
     code: str, title: str, detail: str, status: int, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     body = {"errors": [{"code": code, "title": title, "detail": detail}]}
-    return web.json_response(body, status=status, headers=headers)
+    return _json(body, status, headers)
 
 
 def _retry_after_header(verdict: _Verdict) -> dict[str, str] | None:
@@ -289,6 +300,18 @@ class FakeCarrier:
         self.counts: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
+        # Delivery reports not yet due: (due on the loop clock, sequence, message, undelivered),
+        # a heap served by one task, so an accepted text costs a heap entry rather than a task
+        # and a timer of its own (10,000 texts a second would otherwise keep 10,000 tasks
+        # sleeping per second of delivery delay).
+        self._scheduled: list[tuple[float, int, SentMessage, bool]] = []
+        self._sequence = 0
+        self._scheduler: asyncio.Task[None] | None = None
+        self._schedule_changed: asyncio.Event | None = None
+        # Simulated latency, shared per millisecond: texts accepted within the same millisecond
+        # wake together (never earlier than `latency_ms`), one timer per millisecond at most.
+        self._delays: dict[float, list[asyncio.Future[None]]] = {}
+        self._basic_auth: tuple[tuple[str, str], bytes] | None = None
 
     # --- application ----------------------------------------------------------------------
 
@@ -315,15 +338,23 @@ class FakeCarrier:
         self._http = None
 
     async def cancel_callbacks(self) -> None:
+        self._scheduled.clear()
         tasks = list(self._tasks)
+        if self._scheduler is not None:
+            tasks.append(self._scheduler)
+            self._scheduler = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def wait_for_callbacks(self) -> None:
         """Until every pending delivery report has been delivered or given up."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while self._scheduled or self._tasks:
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            else:
+                loop = asyncio.get_running_loop()
+                await asyncio.sleep(max(0.001, self._scheduled[0][0] - loop.time()))
 
     def reset(self) -> None:
         """Forget messages, counts and rate-limit state; restart the RNG from the seed."""
@@ -351,7 +382,7 @@ class FakeCarrier:
             "callbacks": {
                 "delivered": self.counts["callbacks_delivered"],
                 "failed": self.counts["callbacks_failed"],
-                "pending": len(self._tasks),
+                "pending": len(self._scheduled) + len(self._tasks),
             },
             "inbound": self.counts["inbound"],
         }
@@ -361,7 +392,7 @@ class FakeCarrier:
     async def _judge(self, from_: str, to: str) -> _Verdict:
         config = self.config
         if config.latency_ms > 0:
-            await asyncio.sleep(config.latency_ms / 1000)
+            await self._delay(config.latency_ms / 1000)
         # No await from here on: the bucket, the draws and the record happen as one step, so
         # the recorded acceptance times are exactly what the rate limit allowed.
         if config.rate_limit_mps is not None:
@@ -391,8 +422,51 @@ class FakeCarrier:
         )
         self.messages.append(message)
         self.counts["accepted"] += 1
-        self._spawn(self._report_delivery(message, undelivered=undelivered))
+        self._schedule_report(message, undelivered=undelivered)
         return message
+
+    async def _delay(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        due = math.ceil((loop.time() + seconds) * 1000) / 1000
+        waiter: asyncio.Future[None] = loop.create_future()
+        waiting = self._delays.get(due)
+        if waiting is None:
+            self._delays[due] = [waiter]
+            loop.call_at(due, self._end_delay, due)
+        else:
+            waiting.append(waiter)
+        await waiter
+
+    def _end_delay(self, due: float) -> None:
+        for waiter in self._delays.pop(due, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _schedule_report(self, message: SentMessage, *, undelivered: bool) -> None:
+        """The "sent" report half the delivery delay from now, then the final one."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.config.delivery_delay_ms / 2000
+        self._sequence += 1
+        earliest = self._scheduled[0][0] if self._scheduled else math.inf
+        heapq.heappush(self._scheduled, (due, self._sequence, message, undelivered))
+        if self._scheduler is None or self._scheduler.done():
+            self._schedule_changed = asyncio.Event()
+            self._scheduler = asyncio.create_task(self._run_schedule(self._schedule_changed))
+        elif due < earliest and self._schedule_changed is not None:
+            self._schedule_changed.set()  # the scheduler sleeps until a later moment
+
+    async def _run_schedule(self, changed: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        scheduled = self._scheduled
+        while scheduled:
+            wait = scheduled[0][0] - loop.time()
+            if wait > 0:
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), wait)
+                continue
+            _, _, message, undelivered = heapq.heappop(scheduled)
+            self._spawn(self._report_delivery(message, undelivered=undelivered))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
@@ -428,15 +502,17 @@ class FakeCarrier:
             }[verdict.refusal]
             return _twilio_error(code, text, verdict.http_status, _retry_after_header(verdict))
         message = self._accept("twilio", sms, undelivered=verdict.undelivered)
-        return web.json_response(_twilio_resource(message, config.twilio_account_sid), status=201)
+        return _json(_twilio_resource(message, config.twilio_account_sid), 201)
 
     def _twilio_authorized(self, request: web.Request) -> bool:
         config = self.config
-        expected = aiohttp.encode_basic_auth(config.twilio_account_sid, config.twilio_auth_token)
+        credentials = (config.twilio_account_sid, config.twilio_auth_token)
+        if self._basic_auth is None or self._basic_auth[0] != credentials:
+            self._basic_auth = (credentials, aiohttp.encode_basic_auth(*credentials).encode())
         given = request.headers.get("Authorization", "")
         return hmac.compare_digest(
             request.match_info["account_sid"].encode(), config.twilio_account_sid.encode()
-        ) and hmac.compare_digest(given.encode(), expected.encode())
+        ) and hmac.compare_digest(given.encode(), self._basic_auth[1])
 
     # --- Telnyx send ----------------------------------------------------------------------
 
@@ -487,13 +563,13 @@ class FakeCarrier:
                 code, title, detail, verdict.http_status, _retry_after_header(verdict)
             )
         message = self._accept("telnyx", sms, undelivered=verdict.undelivered)
-        return web.json_response({"data": _telnyx_message(message)})
+        return _json({"data": _telnyx_message(message)})
 
     # --- delivery reports -----------------------------------------------------------------
 
     async def _report_delivery(self, message: SentMessage, *, undelivered: bool) -> None:
+        """From the moment the "sent" report is due (see `_schedule_report`)."""
         half_delay = self.config.delivery_delay_ms / 2000
-        await asyncio.sleep(half_delay)
         message.status = "sent"
         await self._post_report(message)
         await asyncio.sleep(half_delay)
@@ -891,5 +967,11 @@ def run_sandbox(
         )
 
     web.run_app(
-        carrier.app(), host=host, port=port, access_log=None, print=announce, backlog=BACKLOG
+        carrier.app(),
+        host=host,
+        port=port,
+        access_log=None,
+        print=announce,
+        backlog=BACKLOG,
+        loop=new_event_loop(),
     )

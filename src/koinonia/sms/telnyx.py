@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
+import orjson
 
 from koinonia.sms.base import (
     DEFAULT_TIMEOUT_S,
@@ -14,6 +14,7 @@ from koinonia.sms.base import (
     SendResult,
     is_transient_status,
 )
+from koinonia.sms.http import HttpClient
 
 OPTED_OUT_CODE = "40300"  # "Blocked due to STOP message"
 # 10007 unexpected error, 10008 request timeout, 10011 too many requests,
@@ -32,19 +33,25 @@ class TelnyxProvider(HttpAdapter):
         *,
         base_url: str = TELNYX_API_URL,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-        session: aiohttp.ClientSession | None = None,
+        session: HttpClient | None = None,
         name: str = "telnyx",
     ) -> None:
         super().__init__(timeout_s=timeout_s, session=session)
         self.name = name
-        self._url = messages_url(base_url)
-        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        self._request = HttpClient.prepare(
+            messages_url(base_url),
+            {
+                "Authorization": f"Bearer {api_key}",
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+            },
+        )
 
     async def send(self, sms: OutboundSms) -> SendResult:
         body = {"from": sms.from_, "to": sms.to, "text": sms.body}
         if sms.status_callback:
             body["webhook_url"] = sms.status_callback
-        answer = await self._post(self._url, headers=self._headers, json_body=body)
+        answer = await self._post(self._request, orjson.dumps(body))
         if isinstance(answer, SendResult):
             return answer
         return classify(answer.status, answer.payload, answer.retry_after)

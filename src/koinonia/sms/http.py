@@ -1,0 +1,263 @@
+"""The HTTP client of the provider adapters: keep-alive HTTP/1.1 POSTs, nothing else.
+
+The adapters make one kind of request, millions of times: POST a small body with the same
+headers to the same URL, read the status, Retry-After and a small JSON body. aiohttp's
+general-purpose client spends ~125 µs of CPU on each (request and response objects, header
+multidicts, payload registry, tracing hooks, timers); this client spends ~30 µs, which on a
+two-core machine is the difference between the workers or the carrier being the bottleneck.
+
+What it does: one pool of keep-alive connections per origin (scheme, host, port) with at most
+`limit` open at once (requests beyond wait for one), TLS for https (certificates verified
+against the system's CAs, as aiohttp does), a total timeout per request covering the wait for a
+connection, connecting, sending and reading, and idle connections closed after `keepalive_s`.
+Responses are parsed by llhttp (httptools, the C parser uvicorn uses): Content-Length,
+chunked and close-delimited bodies, `Connection: close`, interim 1xx answers.
+
+What it does not do, because the adapters need none of it: redirects, proxies, cookies,
+compression (no Accept-Encoding is sent), request streaming. A request is never retried: a
+POST may have been acted on, and a transport failure is a transient result the dispatcher
+retries with backoff, as it did with aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+MAX_BODY = 1 << 20  # a provider's answer is a few hundred bytes; more is a broken server
+USER_AGENT = "koinonia"
+
+
+class HttpError(Exception):
+    """The exchange failed at the transport level (refused, reset, closed, malformed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: bytes
+    retry_after: str | None  # the Retry-After header, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A URL and headers encoded once; `HttpClient.post` adds the body per request."""
+
+    origin: tuple[str, str, int]  # scheme, host, port
+    head: bytes  # request line and headers, up to (not including) Content-Length
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[Response] | None = None
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._retry_after: str | None = None
+        self._headers_done = False
+
+    # --- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None:
+            # Nothing asked: a server talking out of turn (a 408 before an idle close).
+            self.close()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(HttpError(f"malformed response: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._waiter is not None and not self._waiter.done():
+            if self._headers_done and exc is None:
+                # A body delimited by the end of the connection (no length, not chunked).
+                self._complete(keep_alive=False)
+            else:
+                self._fail(HttpError(f"connection closed: {exc}" if exc else "connection closed"))
+
+    # --- httptools callbacks ----------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 11 and name.lower() == b"retry-after":
+            self._retry_after = value.decode("latin-1").strip()
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > MAX_BODY:
+            raise HttpError("response body too large")  # surfaces from feed_data
+        self._chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # interim answer: the real one follows
+            self._reset()
+            return
+        self._complete(keep_alive=self._parser.should_keep_alive())
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def send(self, request: bytes) -> asyncio.Future[Response]:
+        if self.transport is None or self.closed:
+            raise HttpError("connection closed")
+        self._reset()
+        self._waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return self._waiter
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _reset(self) -> None:
+        self._chunks = []
+        self._size = 0
+        self._retry_after = None
+        self._headers_done = False
+
+    def _complete(self, *, keep_alive: bool) -> None:
+        waiter, self._waiter = self._waiter, None
+        if not keep_alive:
+            self.close()
+        if waiter is not None and not waiter.done():
+            body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+            waiter.set_result(Response(self._parser.get_status_code(), body, self._retry_after))
+
+    def _fail(self, exc: Exception) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+
+class _Pool:
+    """Connections to one origin: idle ones most recent last, at most `limit` in use."""
+
+    def __init__(self, limit: int) -> None:
+        self.slots = asyncio.Semaphore(limit)
+        self.idle: deque[_Connection] = deque()
+
+
+class HttpClient:
+    """Keep-alive connection pools, one per origin. Create inside a running event loop's
+    lifetime; `close()` closes every connection."""
+
+    def __init__(
+        self,
+        *,
+        limit: int = 200,
+        keepalive_s: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self.keepalive_s = keepalive_s
+        self._ssl_context = ssl_context
+        self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @staticmethod
+    def prepare(url: str, headers: dict[str, str]) -> Prepared:
+        """Encode the request line and headers of POSTs to `url` once."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        lines = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc.rpartition('@')[2]}"]
+        given = {name.lower() for name in headers}
+        if "user-agent" not in given:
+            lines.append(f"User-Agent: {USER_AGENT}")
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value or name.lower() in ("content-length", "host"):
+                raise ValueError(f"header {name!r} cannot be set")
+            lines.append(f"{name}: {value}")
+        head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        return Prepared((parts.scheme, parts.hostname, port), head)
+
+    async def post(self, request: Prepared, body: bytes, *, within_s: float) -> Response:
+        """POST `body`. Raises TimeoutError when no answer within `within_s` seconds (waiting for
+        a free connection included), HttpError or OSError when the transport fails."""
+        if self._closed:
+            raise HttpError("client is closed")
+        pool = self._pools.get(request.origin)
+        if pool is None:
+            pool = self._pools[request.origin] = _Pool(self.limit)
+        message = b"%bContent-Length: %d\r\n\r\n%b" % (request.head, len(body), body)
+        async with asyncio.timeout(within_s), pool.slots:
+            conn = self._idle_connection(pool) or await self._connect(request.origin)
+            try:
+                response = await conn.send(message)
+            except BaseException:
+                # Cancelled or timed out mid-exchange: a late answer must never be read as the
+                # answer to the connection's next request.
+                conn.close()
+                raise
+            if self._closed:
+                conn.close()
+            elif not conn.closed:
+                conn.idle_since = time.monotonic()
+                pool.idle.append(conn)
+            return response
+
+    def _idle_connection(self, pool: _Pool) -> _Connection | None:
+        now = time.monotonic()
+        idle = pool.idle
+        # Oldest first: close those idle past keep-alive (the server may be about to).
+        while idle and (idle[0].closed or now - idle[0].idle_since > self.keepalive_s):
+            idle.popleft().close()
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    async def _connect(self, origin: tuple[str, str, int]) -> _Connection:
+        scheme, host, port = origin
+        loop = asyncio.get_running_loop()
+        context: ssl.SSLContext | None = None
+        if scheme == "https":
+            if self._ssl_context is None:
+                self._ssl_context = ssl.create_default_context()
+            context = self._ssl_context
+        _, conn = await loop.create_connection(
+            _Connection, host, port, ssl=context, server_hostname=host if context else None
+        )
+        return conn
+
+    async def close(self) -> None:
+        self._closed = True
+        for pool in self._pools.values():
+            while pool.idle:
+                pool.idle.pop().close()
+        self._pools.clear()
+        # Let transports finish closing before the loop may go away.
+        with contextlib.suppress(Exception):
+            await asyncio.sleep(0)

@@ -1,0 +1,256 @@
+"""The adapters' HTTP client against scripted raw servers: framing, keep-alive, limits, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import pytest_asyncio
+
+from koinonia.sms.http import HttpClient, HttpError
+
+pytestmark = pytest.mark.asyncio(loop_scope="function")
+
+Handler = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]  # → keep the connection
+
+
+class RawServer:
+    """Reads one request at a time (head + Content-Length body) and lets `handler` answer."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.url = ""
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/send"
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                request = head + await reader.readexactly(length)
+                self.requests.append(request)
+                if not await self.handler(request, writer):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[RawServer]]]:
+    servers: list[RawServer] = []
+
+    async def start(handler: Handler) -> RawServer:
+        server = RawServer(handler)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()
+
+
+def answer(status: int, body: bytes, *headers: str) -> bytes:
+    lines = [f"HTTP/1.1 {status} X", f"Content-Length: {len(body)}", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def ok(_request: bytes, writer: asyncio.StreamWriter) -> bool:
+    writer.write(answer(201, b'{"sid": "SM1"}'))
+    return True
+
+
+async def test_posts_the_prepared_head_and_body_and_reuses_the_connection(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    server = await serve(ok)
+    client = HttpClient(limit=4)
+    request = client.prepare(server.url + "?x=1", {"Authorization": "Basic abc"})
+    try:
+        first = await client.post(request, b"To=%2B1", within_s=5)
+        second = await client.post(request, b"To=%2B2", within_s=5)
+    finally:
+        await client.close()
+    assert (first.status, first.body, first.retry_after) == (201, b'{"sid": "SM1"}', None)
+    assert second.status == 201
+    assert server.connections == 1  # keep-alive
+    head, _, body = server.requests[0].partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /send?x=1 HTTP/1.1"
+    assert b"Authorization: Basic abc" in lines
+    assert b"Content-Length: 7" in lines
+    assert any(line.startswith(b"Host: 127.0.0.1:") for line in lines)
+    assert body == b"To=%2B1"
+
+
+async def test_chunked_bodies_retry_after_and_interim_answers(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    async def chunked(_request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 429 Too Many\r\nTransfer-Encoding: chunked\r\nRetry-After: 3\r\n\r\n"
+            b'4\r\n{"a"\r\n4\r\n: 1}\r\n0\r\n\r\n'
+        )
+        return True
+
+    server = await serve(chunked)
+    client = HttpClient()
+    try:
+        response = await client.post(client.prepare(server.url, {}), b"x", within_s=5)
+    finally:
+        await client.close()
+    assert (response.status, response.body, response.retry_after) == (429, b'{"a": 1}', "3")
+
+
+async def test_a_body_ended_by_closing_and_connection_close_are_honoured(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    async def close_delimited(_request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"ok": true}')
+        return False  # the server closes: that ends the body
+
+    server = await serve(close_delimited)
+    client = HttpClient()
+    request = client.prepare(server.url, {})
+    try:
+        first = await client.post(request, b"1", within_s=5)
+        second = await client.post(request, b"2", within_s=5)
+    finally:
+        await client.close()
+    assert (first.status, first.body) == (200, b'{"ok": true}')
+    assert second.body == b'{"ok": true}'
+    assert server.connections == 2  # never reused after Connection: close
+
+
+async def test_timeout_closes_the_connection_so_a_late_answer_is_never_misread(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    calls = 0
+
+    async def late_then_fast(_request: bytes, writer: asyncio.StreamWriter) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(0.3)
+            writer.write(answer(200, b"late"))
+        else:
+            writer.write(answer(200, b"fast"))
+        return True
+
+    server = await serve(late_then_fast)
+    client = HttpClient()
+    request = client.prepare(server.url, {})
+    try:
+        with pytest.raises(TimeoutError):
+            await client.post(request, b"1", within_s=0.1)
+        second = await client.post(request, b"2", within_s=5)
+    finally:
+        await client.close()
+    assert second.body == b"fast"
+    assert server.connections == 2
+
+
+async def test_connections_per_origin_never_exceed_the_limit(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    async def slow(_request: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.02)
+        writer.write(answer(201, b"{}"))
+        return True
+
+    server = await serve(slow)
+    client = HttpClient(limit=3)
+    request = client.prepare(server.url, {})
+    try:
+        results = await asyncio.gather(*(client.post(request, b"x", within_s=5) for _ in range(30)))
+    finally:
+        await client.close()
+    assert [r.status for r in results] == [201] * 30
+    assert server.connections == 3
+
+
+async def test_a_connection_the_server_dropped_while_idle_is_not_reused(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    async def one_per_connection(_request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(answer(201, b"{}"))  # keep-alive promised, then closed while idle
+        await writer.drain()
+        return False
+
+    server = await serve(one_per_connection)
+    client = HttpClient()
+    request = client.prepare(server.url, {})
+    try:
+        await client.post(request, b"1", within_s=5)
+        await asyncio.sleep(0.05)  # the close reaches us
+        second = await client.post(request, b"2", within_s=5)
+    finally:
+        await client.close()
+    assert second.status == 201
+    assert server.connections == 2
+
+
+async def test_malformed_answers_and_resets_are_transport_errors(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    async def garbage(_request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        return True
+
+    async def hang_up(_request: bytes, _writer: asyncio.StreamWriter) -> bool:
+        return False
+
+    client = HttpClient()
+    try:
+        for handler in (garbage, hang_up):
+            server = await serve(handler)
+            with pytest.raises(HttpError):
+                await client.post(client.prepare(server.url, {}), b"x", within_s=5)
+    finally:
+        await client.close()
+
+
+async def test_idle_connections_expire_after_keepalive(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    server = await serve(ok)
+    client = HttpClient(keepalive_s=0.05)
+    request = client.prepare(server.url, {})
+    try:
+        await client.post(request, b"1", within_s=5)
+        await asyncio.sleep(0.1)
+        await client.post(request, b"2", within_s=5)
+    finally:
+        await client.close()
+    assert server.connections == 2
+
+
+async def test_prepare_refuses_what_it_cannot_send() -> None:
+    with pytest.raises(ValueError, match="http"):
+        HttpClient.prepare("ftp://example.org/x", {})
+    with pytest.raises(ValueError, match="cannot be set"):
+        HttpClient.prepare("https://example.org/x", {"X": "a\r\nInjected: 1"})
+    with pytest.raises(ValueError, match="cannot be set"):
+        HttpClient.prepare("https://example.org/x", {"Content-Length": "3"})
+    prepared = HttpClient.prepare("https://api.twilio.com/2010-04-01/M.json", {})
+    assert prepared.origin == ("https", "api.twilio.com", 443)
+    assert prepared.head.startswith(b"POST /2010-04-01/M.json HTTP/1.1\r\nHost: api.twilio.com\r\n")
