@@ -42,6 +42,13 @@ async def _one(session: AsyncSession, sql: str, **params: Any) -> Any:
     return row
 
 
+async def _texts_used(session: AsyncSession, church_id: int) -> int:
+    row = await _one(
+        session, "SELECT coalesce(sum(texts), 0) AS n FROM usage WHERE church_id = :c", c=church_id
+    )
+    return int(row.n)
+
+
 async def test_broadcast_to_1000_members_is_sent_counted_and_billed(
     broadcast: MakeBroadcast,
     make_settings: MakeSettings,
@@ -209,6 +216,8 @@ async def test_permanent_failure_fails_once_with_the_provider_code(
     assert len(sent_phones(sandbox)) == 0 and sandbox.carrier.stats()["rejected"]["permanent"] == 5
     assert await counted(committed_session, b.message_id) == {"failed": 5}
     assert await message_status(committed_session, b.message_id) == "completed"
+    # No provider took them: the five reserved texts go back to the month's quota.
+    assert await _texts_used(committed_session, b.church.church_id) == 0
 
 
 async def test_unsubscribed_recipient_fails_and_opts_the_member_out(
@@ -275,6 +284,8 @@ async def test_member_who_opted_out_after_the_send_was_written_is_skipped(
     assert rows == {b.member_ids[0]: "opted_out", b.member_ids[1]: "member_deleted"}
     assert len(sent_phones(sandbox)) == 2
     assert await message_status(committed_session, b.message_id) == "completed"
+    # Four texts were reserved when the message was written; the two skipped are refunded.
+    assert await _texts_used(committed_session, b.church.church_id) == 2
 
 
 async def test_a_message_whose_every_recipient_opted_out_still_completes(

@@ -38,7 +38,7 @@ fate AS (
     -- never sent. System texts (opt-out confirmations, HELP, the unknown-sender reply) go to
     -- the number whatever its consent: carriers require them.
     SELECT due.message_id, due.member_id, mem.id IS NULL AS deleted,
-           mem.first_name, mem.last_name,
+           mem.first_name, mem.last_name, msg.created_at AS message_created_at,
            (mem.consent = 'opted_in' OR msg.kind = 'system') IS TRUE AS sendable
     FROM due
     JOIN messages msg ON msg.id = due.message_id
@@ -59,7 +59,17 @@ claimed AS (
     FROM fate f
     WHERE r.message_id = f.message_id AND r.member_id = f.member_id
     RETURNING r.message_id, r.member_id, r.church_id, r.phone, r.status, r.attempts,
-              r.lease_expires_at, f.first_name, f.last_name
+              r.lease_expires_at, f.first_name, f.last_name, f.message_created_at
+),
+-- A skipped text is never sent: it goes back to the month's quota it was reserved from.
+refund AS (
+    INSERT INTO usage AS u (church_id, month, texts)
+    SELECT church_id, CAST(date_trunc('month', message_created_at AT TIME ZONE 'UTC') AS date),
+           -count(*)
+    FROM claimed WHERE status = 'skipped'
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    ON CONFLICT (church_id, month) DO UPDATE SET texts = greatest(u.texts + EXCLUDED.texts, 0)
 )
 SELECT c.message_id, c.member_id, c.church_id, c.phone, c.status, c.attempts,
        c.lease_expires_at, c.first_name, c.last_name, m.content, m.kind,
@@ -148,14 +158,17 @@ opted AS (
 )
 SELECT rec.message_id,
        coalesce(sum(rec.segments) FILTER (WHERE rec.outcome = 'sent'), 0) AS segments,
+       count(*) FILTER (WHERE rec.outcome = 'failed') AS failed,
        count(*) AS recorded
 FROM rec
 GROUP BY rec.message_id
 """
 )
 
-# Segments reach usage (the texts were reserved when the message was written) and the
-# message's total; a message with no queued or sending recipient left is completed. Runs after
+# Segments reach usage (the texts were reserved when the message was written), texts that
+# failed without a provider accepting them go back to the quota (as skipped ones do at claim;
+# a text the provider accepted stays counted, whatever its delivery report says), segments
+# reach the message's total; a message with no queued or sending recipient left is completed. Runs after
 # _LOCK_MESSAGES in its own statement, so its snapshot includes every competing write-back.
 # "Left" is read from the trigger-maintained counters (an index lookup of a few rows), not
 # from the recipients: EXISTS over a million recipients of which none is open is a full scan
@@ -163,18 +176,20 @@ GROUP BY rec.message_id
 _FINISH = text(
     """
 WITH batch AS (
-    SELECT * FROM unnest(CAST(:message_ids AS bigint[]), CAST(:segments AS bigint[]))
-        AS b(message_id, segments)
+    SELECT * FROM unnest(
+        CAST(:message_ids AS bigint[]), CAST(:segments AS bigint[]), CAST(:failed AS bigint[])
+    ) AS b(message_id, segments, failed)
 ),
 usage_add AS (
-    INSERT INTO usage AS u (church_id, month, segments)
+    INSERT INTO usage AS u (church_id, month, segments, texts)
     SELECT m.church_id, CAST(date_trunc('month', m.created_at AT TIME ZONE 'UTC') AS date),
-           sum(b.segments)
+           sum(b.segments), -sum(b.failed)
     FROM batch b JOIN messages m ON m.id = b.message_id
-    WHERE b.segments > 0
+    WHERE b.segments > 0 OR b.failed > 0
     GROUP BY 1, 2
     ORDER BY 1, 2
-    ON CONFLICT (church_id, month) DO UPDATE SET segments = u.segments + EXCLUDED.segments
+    ON CONFLICT (church_id, month) DO UPDATE
+    SET segments = u.segments + EXCLUDED.segments, texts = greatest(u.texts + EXCLUDED.texts, 0)
 )
 UPDATE messages m
 SET status = CASE WHEN m.status NOT IN ('queued', 'scheduled', 'sending') THEN m.status
@@ -306,6 +321,7 @@ class DeliveryRepository:
             return Recorded(0, 0, [])
         await self.session.execute(_LOCK_MESSAGES, {"ids": ids})
         per_message: dict[int, int] = {}
+        failed: dict[int, int] = {}
         recorded = 0
         if outcomes:
             rows = await self.session.execute(
@@ -327,13 +343,21 @@ class DeliveryRepository:
             )
             for row in rows:
                 per_message[int(row.message_id)] = int(row.segments)
+                failed[int(row.message_id)] = int(row.failed)
                 recorded += int(row.recorded)
-        completed = await self._finish(ids, per_message)
+        completed = await self._finish(ids, per_message, failed)
         return Recorded(recorded, sum(per_message.values()), completed)
 
-    async def _finish(self, ids: list[int], segments: dict[int, int]) -> list[int]:
+    async def _finish(
+        self, ids: list[int], segments: dict[int, int], failed: dict[int, int]
+    ) -> list[int]:
         rows = await self.session.execute(
-            _FINISH, {"message_ids": ids, "segments": [segments.get(i, 0) for i in ids]}
+            _FINISH,
+            {
+                "message_ids": ids,
+                "segments": [segments.get(i, 0) for i in ids],
+                "failed": [failed.get(i, 0) for i in ids],
+            },
         )
         return [int(r.id) for r in rows if r.status == "completed"]
 
