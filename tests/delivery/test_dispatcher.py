@@ -24,7 +24,7 @@ from delivery.support import (
 from fixtures.factories import make_members
 from koinonia.config import Settings
 from koinonia.delivery.dispatcher import Dispatcher, drain
-from koinonia.delivery.repository import Outcome
+from koinonia.delivery.repository import DeliveryRepository, Outcome
 from koinonia.kit.segments import count_segments, render
 from koinonia.sms.sandbox import RunningSandbox
 
@@ -431,3 +431,24 @@ async def test_system_texts_reach_opted_out_members_verbatim_and_relays_keep_bra
     assert (result.sent, result.skipped) == (1, 0)
     [sent] = sandbox.carrier.messages
     assert sent.body == "Unsubscribed {first_name}"
+
+
+async def test_a_text_whose_workers_keep_dying_fails_after_max_attempts_and_stays_counted(
+    broadcast: MakeBroadcast, committed_session: AsyncSession
+) -> None:
+    b = await broadcast(2)
+    # Both rows were claimed by a worker that died on its last allowed attempt.
+    await committed_session.execute(
+        text(
+            "UPDATE message_recipients SET status = 'sending', attempts = 5,"
+            " lease_expires_at = now() - interval '1 second' WHERE message_id = :m"
+        ),
+        {"m": b.message_id},
+    )
+    await committed_session.commit()
+    await DeliveryRepository(committed_session).requeue_expired_leases(max_attempts=5)
+    await committed_session.commit()
+    assert await counted(committed_session, b.message_id) == {"failed": 2}
+    assert await message_status(committed_session, b.message_id) == "completed"
+    # They may have reached the provider before the crash: no refund.
+    assert await _texts_used(committed_session, b.church.church_id) == 2

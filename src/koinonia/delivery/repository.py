@@ -368,5 +368,6 @@ class DeliveryRepository:
         failed = sorted(int(r.message_id) for r in rows if r.any_failed)
         if failed:
             await self.session.execute(_LOCK_MESSAGES, {"ids": failed})
-            await self._finish(failed, {})
+            # No refund: a text in flight when its worker died may have reached the provider.
+            await self._finish(failed, {}, {})
         return sum(int(r.n) for r in rows)
