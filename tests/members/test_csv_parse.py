@@ -13,6 +13,7 @@ from koinonia.kit.phones import PhoneError, normalize_phone
 from koinonia.members.csv_import import (
     ImportFileError,
     ImportRow,
+    MemberCsvReader,
     ParsedImport,
     RowError,
     errors_csv,
@@ -616,3 +617,67 @@ def test_errors_csv_round_trips_any_text(items: list[tuple[int, str, str, str]])
         value = line[2][1:] if line[2] != error.value and line[2].startswith("'") else line[2]
         assert line == [str(error.row_number), error.column or "", line[2], error.reason, "error"]
         assert value == error.value
+
+
+def _read_in_pieces(data: bytes, first: int) -> tuple[ParsedImport | str, ParsedImport | str]:
+    """(the file read at once, read in two pieces of `first` records then the rest), each a
+    ParsedImport or the file error's reason."""
+    try:
+        whole: ParsedImport | str = parse_member_csv(data)
+    except ImportFileError as error:
+        whole = error.reason
+    try:
+        reader = MemberCsvReader(data)
+        rows, errors = reader.read(first)
+        more, more_errors = reader.read()
+        pieces: ParsedImport | str = ParsedImport(
+            rows + more, errors + more_errors, reader.total_rows, reader.encoding
+        )
+    except ImportFileError as error:
+        pieces = error.reason
+    return whole, pieces
+
+
+def test_reading_in_pieces_is_reading_at_once() -> None:
+    """The importer upserts the first piece while parsing the rest: numbering, duplicates (a
+    phone claimed in the first piece), errors and counts come out as from one read."""
+    data = (
+        b"first,last,phone,email\n"
+        b"Ann,Lee,201-555-0100,ann@x.org\n"
+        b"\n"
+        b"Bob,,201-555-0101,not-an-email\n"
+        b"Cy,Doe,201-555-0100,\n"
+        b",NoFirst,201-555-0102,\n"
+        b'"Multi\nLine",Name,201-555-0103,\n'
+        b"Dup,Of Bob,(201) 555-0101,\n"
+    )
+    for first in range(0, 9):
+        whole, pieces = _read_in_pieces(data, first)
+        assert pieces == whole, first
+    assert isinstance(whole, ParsedImport)
+    dup = [e for e in whole.errors if e.reason.startswith("duplicate")]
+    assert [(e.row_number, e.reason) for e in dup] == [
+        (5, "duplicate of row 2 in this file"),
+        (8, "duplicate of row 4 in this file"),
+    ]
+
+
+def test_a_file_error_in_the_second_piece_is_raised_there() -> None:
+    data = b'first,last,phone\nAnn,Lee,2015550100\nBob,"unclosed,2015550101\nCy,Doe,2015550102\n'
+    reader = MemberCsvReader(data)
+    rows, _ = reader.read(1)
+    assert rows == [row(2, "Ann", "Lee", "+12015550100")]
+    with pytest.raises(ImportFileError, match="never closed"):
+        reader.read()
+    # The row limit counts across pieces.
+    reader = MemberCsvReader(b"first,last,phone\n" + b"A,B,2015550100\n" * 3, max_rows=2)
+    reader.read(2)
+    with pytest.raises(ImportFileError, match="more than 2"):
+        reader.read()
+
+
+@_FUZZ
+@given(st.binary(max_size=400), st.integers(0, 12))
+def test_any_file_read_in_pieces_is_read_at_once(data: bytes, first: int) -> None:
+    whole, pieces = _read_in_pieces(b"first,last,phone,email\n" + data, first)
+    assert pieces == whole

@@ -165,14 +165,14 @@ GROUP BY rec.message_id
 """
 )
 
-# Segments reach usage (the texts were reserved when the message was written), texts that
+# Segments reach usage (the texts were reserved when the message was written); texts that
 # failed without a provider accepting them go back to the quota (as skipped ones do at claim;
-# a text the provider accepted stays counted, whatever its delivery report says), segments
-# reach the message's total; a message with no queued or sending recipient left is completed. Runs after
-# _LOCK_MESSAGES in its own statement, so its snapshot includes every competing write-back.
-# "Left" is read from the trigger-maintained counters (an index lookup of a few rows), not
-# from the recipients: EXISTS over a million recipients of which none is open is a full scan
-# when the planner bets on finding one early.
+# a text the provider accepted stays counted, whatever its delivery report says); segments
+# reach the message's total; a message with no queued or sending recipient left is completed.
+# Runs after _LOCK_MESSAGES in its own statement, so its snapshot includes every competing
+# write-back. "Left" is read from the trigger-maintained counters (an index lookup of a few
+# rows), not from the recipients: EXISTS over a million recipients of which none is open is a
+# full scan when the planner bets on finding one early.
 _FINISH = text(
     """
 WITH batch AS (

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from koinonia.kit.errors import KoinoniaError
 from koinonia.kit.phones import PhoneError, normalize_phones
@@ -47,9 +48,8 @@ MAX_FILE_BYTES: Final = 32 * 1024 * 1024
 MAX_REPORTED_VALUE: Final = 200
 
 
-@dataclass(frozen=True, slots=True)
-class ImportRow:
-    """A valid row, ready for COPY into a staging table."""
+class ImportRow(NamedTuple):
+    """A valid row; a tuple in the staging table's column order, so it is a COPY record as is."""
 
     row_number: int
     first_name: str
@@ -324,7 +324,7 @@ _Pending = tuple[int, str, str, str, str | None, list[RowError] | None, str | No
 
 
 def _check_rows(
-    records: Iterator[tuple[int, list[str]]], columns: _Columns, max_rows: int
+    records: Iterator[tuple[int, list[str]]], columns: _Columns, max_rows: int, total: int = 0
 ) -> tuple[list[_Pending], list[str], int]:
     """Validate everything but phones, cheaply; phones go to one `normalize_phones` call.
 
@@ -337,7 +337,6 @@ def _check_rows(
     email_ok = _EMAIL_RE.fullmatch
     pending: list[_Pending] = []
     raw_phones: list[str] = []
-    total = 0
     for row_number, row in records:
         if len(row) < width:
             row.extend([""] * (width - len(row)))  # spreadsheets drop trailing empty cells
@@ -421,14 +420,17 @@ def _row_errors(
 
 
 def _check_phones(
-    pending: list[_Pending], raw_phones: list[str], region: str
+    pending: list[_Pending],
+    raw_phones: list[str],
+    region: str,
+    first_row_by_phone: dict[str, int] | None = None,
 ) -> tuple[list[ImportRow], list[RowError]]:
-    """Normalise all phones in one call, then keep the first valid row of each number."""
+    """Normalise all phones in one call, then keep the first valid row of each number
+    (`first_row_by_phone` carries the numbers claimed by earlier pieces of the file)."""
     phones = iter(normalize_phones(raw_phones, region))
     rows: list[ImportRow] = []
     errors: list[RowError] = []
-    first_row_by_phone: dict[str, int] = {}
-    claim = first_row_by_phone.setdefault
+    claim = ({} if first_row_by_phone is None else first_row_by_phone).setdefault
     for row_number, first, last, raw, email, row_errors, bad_email in pending:
         imported = False
         if raw:
@@ -493,39 +495,72 @@ def _ends_inside_quotes(text: str, from_line: int, delimiter: str) -> bool:
     return False
 
 
+class MemberCsvReader:
+    """A member CSV decoded and its header understood (`ImportFileError` for whole-file problems
+    is raised here), then read in pieces: `read(n)` validates the next `n` records (all the rest
+    when None). Rows are numbered, de-duplicated and counted across pieces exactly as if the
+    file were read at once, so the importer can stage and upsert the first piece while the rest
+    is parsed. A later piece can still raise `ImportFileError` (malformed CSV, too many rows).
+    """
+
+    def __init__(
+        self,
+        data: bytes,
+        *,
+        region: str = "US",
+        max_rows: int = 100_000,
+        max_bytes: int = MAX_FILE_BYTES,
+    ) -> None:
+        if len(data) > max_bytes:
+            raise ImportFileError(
+                "file",
+                f"the file is {len(data):,} bytes, more than the {max_bytes:,} allowed: split it",
+                status=413,
+            )
+        text, self.encoding = _decode(data)
+
+        header_line, header_at = _first_line(text)
+        hint = header_line.rstrip("\r\n")
+        if len(hint) == 5 and hint[:4].lower() == "sep=":
+            # Excel's delimiter hint; Excel hides this line, so rows are numbered after it.
+            delimiter = hint[4]
+            text = text[header_at + len(header_line) :]
+            header_line, header_at = _first_line(text)
+        else:
+            delimiter = _sniff_delimiter(header_line)
+        if not header_line:
+            raise ImportFileError("file", "the file is empty")
+
+        self._records = _records(text, delimiter)
+        header: list[str] = []
+        for _, row in self._records:
+            if any(cell.strip() for cell in row):
+                header = row
+                break
+        self._columns = _map_columns(header)
+        self._region = region
+        self._max_rows = max_rows
+        self._first_row_by_phone: dict[str, int] = {}
+        self.total_rows = 0  # data rows read so far, excluding the header and blank rows
+
+    def read(self, records: int | None = None) -> tuple[list[ImportRow], list[RowError]]:
+        """Valid rows and row errors of the next `records` CSV records (None: all the rest)."""
+        chunk = self._records if records is None else itertools.islice(self._records, records)
+        pending, raw_phones, self.total_rows = _check_rows(
+            chunk, self._columns, self._max_rows, self.total_rows
+        )
+        return _check_phones(pending, raw_phones, self._region, self._first_row_by_phone)
+
+
 def parse_member_csv(
     data: bytes, *, region: str = "US", max_rows: int = 100_000, max_bytes: int = MAX_FILE_BYTES
 ) -> ParsedImport:
     """Decode, parse and validate a member CSV. Raises `ImportFileError` for whole-file problems."""
-    if len(data) > max_bytes:
-        raise ImportFileError(
-            "file",
-            f"the file is {len(data):,} bytes, more than the {max_bytes:,} allowed: split it",
-            status=413,
-        )
-    text, encoding = _decode(data)
-
-    header_line, header_at = _first_line(text)
-    hint = header_line.rstrip("\r\n")
-    if len(hint) == 5 and hint[:4].lower() == "sep=":
-        # Excel's delimiter hint; Excel hides this line, so rows are numbered after it.
-        delimiter = hint[4]
-        text = text[header_at + len(header_line) :]
-        header_line, header_at = _first_line(text)
-    else:
-        delimiter = _sniff_delimiter(header_line)
-    if not header_line:
-        raise ImportFileError("file", "the file is empty")
-
-    records = _records(text, delimiter)
-    header: list[str] = []
-    for _, row in records:
-        if any(cell.strip() for cell in row):
-            header = row
-            break
-    pending, raw_phones, total = _check_rows(records, _map_columns(header), max_rows)
-    rows, errors = _check_phones(pending, raw_phones, region)
-    return ParsedImport(rows=rows, errors=errors, total_rows=total, encoding=encoding)
+    reader = MemberCsvReader(data, region=region, max_rows=max_rows, max_bytes=max_bytes)
+    rows, errors = reader.read()
+    return ParsedImport(
+        rows=rows, errors=errors, total_rows=reader.total_rows, encoding=reader.encoding
+    )
 
 
 # --- report -----------------------------------------------------------------------------------

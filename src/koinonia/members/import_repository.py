@@ -28,21 +28,24 @@ class ImportRepository:
         )
         return row.scalar_one_or_none()
 
-    async def stage(self, rows: Sequence[ImportRow]) -> None:
-        """COPY the valid rows into a staging table that disappears at commit."""
+    async def create_staging(self) -> None:
+        """The staging table, dropped at commit, never shared with another import."""
         await self.session.execute(
             text(
                 f"CREATE TEMP TABLE {self.table} (row_number int, first_name text,"
                 " last_name text, phone text, email text) ON COMMIT DROP"
             )
         )
+
+    async def stage(self, rows: Sequence[ImportRow]) -> None:
+        """COPY rows into the staging table (appended to what earlier calls staged)."""
         conn = await self.session.connection()
         raw = await conn.get_raw_connection()
-        records = [(r.row_number, r.first_name, r.last_name, r.phone, r.email) for r in rows]
         with observe.timed(f"COPY {self.table}"):
+            # ImportRows are tuples in the table's column order: COPY records as they are.
             await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
                 self.table,
-                records=records,
+                records=rows,
                 columns=["row_number", "first_name", "last_name", "phone", "email"],
             )
 
@@ -59,9 +62,13 @@ class ImportRepository:
         new, total = row.one()
         return int(new), int(total)
 
-    async def upsert(self, group_id: int, *, welcome: bool) -> tuple[int, int, int]:
+    async def upsert(
+        self, group_id: int, *, welcome: bool, after_row: int, rows: int
+    ) -> tuple[int, int, int]:
         """Create missing members, reuse existing ones (names, email and consent untouched:
-        an opted-out member stays opted out), add everyone to the group.
+        an opted-out member stays opted out), add everyone to the group: the `rows` staged
+        rows after `after_row` (those up to it were upserted by an earlier call). When every
+        row created a member there is no existing one to look up (a new list: no join).
         Returns (created, already members, added to the group)."""
         row = await self.session.execute(
             text(
@@ -70,13 +77,14 @@ class ImportRepository:
                     INSERT INTO members (church_id, first_name, last_name, phone, email,
                                          consent_changed_at, consent_source)
                     SELECT :c, first_name, last_name, phone, email, now(), 'import'
-                    FROM {self.table}
+                    FROM {self.table} WHERE row_number > :after
                     ON CONFLICT (church_id, phone) DO NOTHING
                     RETURNING id
                 ),
                 existing AS (
                     SELECT m.id FROM members m JOIN {self.table} s ON s.phone = m.phone
-                    WHERE m.church_id = :c
+                    WHERE m.church_id = :c AND s.row_number > :after
+                      AND (SELECT count(*) FROM created) < :rows
                 ),
                 everyone AS (SELECT id FROM created UNION ALL SELECT id FROM existing),
                 joined AS (
@@ -91,7 +99,13 @@ class ImportRepository:
                        (SELECT count(*) FROM joined)
                 """
             ),
-            {"c": self.church_id, "g": group_id, "welcome": welcome},
+            {
+                "c": self.church_id,
+                "g": group_id,
+                "welcome": welcome,
+                "after": after_row,
+                "rows": rows,
+            },
         )
         created, existing, joined = row.one()
         return int(created), int(existing), int(joined)
