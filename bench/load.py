@@ -71,6 +71,16 @@ class Server:
                 await asyncio.sleep(0.2)
         raise RuntimeError("API did not start in 60 s")
 
+    def cpu_seconds(self) -> float:
+        """CPU time the API process has used (user + system): per request, the number that
+        holds still when the machine is busy, unlike requests per second."""
+        if self.proc is None:
+            return 0.0
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(self.proc.pid).cpu_times()
+            return float(times.user + times.system)
+        return 0.0
+
     def sample_rss(self) -> None:
         if self.proc is not None:
             with contextlib.suppress(psutil.Error):
@@ -133,14 +143,17 @@ async def drive(
                 await asyncio.sleep(0.5)
 
         began = time.monotonic()
+        cpu_before = server.cpu_seconds()
         await asyncio.gather(sampler(), *(loop(i) for i in range(clients)))
         elapsed = time.monotonic() - began
+        cpu = server.cpu_seconds() - cpu_before
     total = len(timing.samples_ms)
     return {
         "clients": clients,
         "seconds": round(elapsed, 1),
         "requests": total,
         "per_s": f"{total / elapsed:.0f} req/s",
+        "api_cpu_us_per_request": round(cpu / total * 1e6) if total else None,
         "errors": errors,
         **timing.summary(),
     }

@@ -23,7 +23,6 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from koinonia.kit.logging import log
 from koinonia.kit.metrics import CACHE
@@ -119,28 +118,3 @@ async def invalidate_church(church_id: int) -> None:
         await get_store().incr(_version_key(church_id), VERSION_TTL_S, by=_step())
     except Exception as exc:
         log.warning("cache_unavailable", op="invalidate", church_id=church_id, error=repr(exc))
-
-
-class InvalidateOnWrite:
-    """ASGI middleware: a successful authenticated write (POST/PUT/PATCH/DELETE answered below
-    400 after `current_auth` put the church in `request.state.church_id`) invalidates its
-    church's cache before the response starts, so the client's next read sees its own write.
-    The request's transaction has committed by then: the session dependency is function-scoped
-    and closes when the endpoint returns, before the response is sent."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in WRITE_METHODS:
-            await self.app(scope, receive, send)
-            return
-
-        async def send_after_invalidating(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] < 400:
-                church_id = (scope.get("state") or {}).get("church_id")
-                if church_id is not None:
-                    await invalidate_church(church_id)
-            await send(message)
-
-        await self.app(scope, receive, send_after_invalidating)

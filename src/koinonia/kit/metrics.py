@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 DB_STATEMENTS = Counter("koinonia_db_statements_total", "SQL statements executed")
@@ -35,3 +37,17 @@ HTTP_SECONDS = Histogram(
 CACHE = Counter("koinonia_cache_requests_total", "Cache lookups", ["name", "result"])
 SMS_SENT = Counter("koinonia_sms_send_total", "SMS send attempts", ["provider", "outcome"])
 WEBHOOKS = Counter("koinonia_webhooks_total", "Provider webhooks", ["provider", "kind", "outcome"])
+
+# Label children per (method, route, status): `labels()` validates and locks on every call, and
+# every request records one. The set is bounded by the routes, methods and statuses served.
+_request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one HTTP request and its duration (`koinonia_http_request{s_total,_seconds}`)."""
+    children = _request_children.get((method, route, status))
+    if children is None:
+        children = (HTTP_REQUESTS.labels(method, route, str(status)), HTTP_SECONDS.labels(route))
+        _request_children[(method, route, status)] = children
+    children[0].inc()
+    children[1].observe(seconds)

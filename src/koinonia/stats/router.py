@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from koinonia.auth.deps import Auth, DbSession
+from koinonia.auth.deps import Auth, ReadDbSession
 from koinonia.stats import service
 from koinonia.stats.schemas import BranchStatsPage, MessageStatsOut, SummaryOut
 
@@ -26,7 +26,7 @@ def _json(body: bytes) -> Response:
 
 
 @router.get("/summary", response_model=SummaryOut)
-async def summary(auth: Auth, session: DbSession) -> Response:
+async def summary(auth: Auth, session: ReadDbSession) -> Response:
     """The church at a glance. Definitions:
 
     - `members`: all members of the church (`total`), by SMS consent (`opted_in`, `opted_out`).
@@ -46,7 +46,7 @@ async def summary(auth: Auth, session: DbSession) -> Response:
 
 
 @router.get("/branches", response_model=BranchStatsPage)
-async def branch_stats(auth: Auth, session: DbSession, days: Days = 30) -> Response:
+async def branch_stats(auth: Auth, session: ReadDbSession, days: Days = 30) -> Response:
     """Every branch of the church (by id; plans allow few, so no pagination). Definitions:
 
     - `groups`: groups in the branch now. `members`: distinct members in at least one of those
@@ -69,7 +69,7 @@ async def branch_stats(auth: Auth, session: DbSession, days: Days = 30) -> Respo
 
 
 @router.get("/messages", response_model=MessageStatsOut)
-async def message_stats(auth: Auth, session: DbSession, days: Days = 30) -> Response:
+async def message_stats(auth: Auth, session: ReadDbSession, days: Days = 30) -> Response:
     """Messages created in the window: since `since`, the church-local midnight starting the
     oldest of the `days` days (today included). Definitions:
 

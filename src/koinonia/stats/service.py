@@ -2,7 +2,7 @@
 
 Services return the JSON document as bytes: a cache hit is served as stored, without decoding
 and re-validating it. Every successful write of the church invalidates its documents at once
-(kit.cache.InvalidateOnWrite); the TTLs bound what no request announces: delivery results
+(kit.http.RequestPipeline); the TTLs bound what no request announces: delivery results
 written by workers and webhooks (until they call `invalidate_church`).
 """
 

@@ -2,7 +2,7 @@
 
 Webhooks are cross-church by nature: a delivery report names a provider message id, never a
 church, so these queries are keyed by provider id and named so (DESIGN §4). They load no ORM
-objects; each report is one statement. Counts in message_status_counts follow through the
+objects; a batch of reports is one statement. Counts in message_status_counts follow through the
 statement-level triggers on message_recipients.
 """
 
@@ -16,59 +16,74 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.webhooks.schemas import DeliveryReport, ReportOutcome
 
-# One statement per report (READ COMMITTED, one snapshot for all parts):
-#   applied: move the recipient with this provider id forward, only if the new status ranks
-#            higher (koinonia_status_rank: queued 0, sending 1, sent 2, final 3), so a late
+# One statement per batch of reports, one report per provider id (the caller keeps the winner
+# of several reports for one id: RANKS below), READ COMMITTED, one snapshot for all parts:
+#   applied: move each recipient with one of these provider ids forward, only if the new status
+#            ranks higher (koinonia_status_rank: queued 0, sending 1, sent 2, final 3), so a late
 #            'sent' after 'delivered', or a duplicate, changes nothing. Concurrent reports for one
 #            recipient serialise on its row lock and Postgres re-checks the rank on the latest
 #            version, so the higher status always wins.
-#   pending: no recipient carries this provider id yet (the carrier answered before the
-#            dispatcher wrote the send back, or an id we never sent): keep the report, upserted
-#            so the pending row holds the highest-ranked status seen.
+#   pending: ids no recipient carries yet (the carrier answered before the dispatcher wrote the
+#            send back, or an id we never sent): keep the report, upserted so the pending row
+#            holds the highest-ranked status seen.
 #   known:   whether a recipient has the id: decides pending, and tells "stale" from "pending".
-# Every comparison is against the bound parameter itself (not a join column), so both lookups
-# are index scans on the partial unique index uq_message_recipients_provider_id.
-_RECORD_REPORT = text(
+# The ids come sorted, so concurrent batches lock recipients in one order. `IS NOT NULL` lets
+# every lookup use the partial unique index uq_message_recipients_provider_id.
+_RECORD_REPORTS = text(
     """
-WITH known AS (
-    SELECT EXISTS (
-        SELECT 1 FROM message_recipients
-        WHERE provider_message_id = CAST(:provider_message_id AS varchar)
+WITH input AS (
+    SELECT *
+    FROM unnest(CAST(:ids AS varchar[]), CAST(:statuses AS varchar[]),
+                CAST(:error_codes AS varchar[]), CAST(:error_texts AS text[]))
+         WITH ORDINALITY AS i(provider_message_id, status, error_code, error_text, n)
+),
+known AS (
+    SELECT i.provider_message_id, EXISTS (
+        SELECT 1 FROM message_recipients AS r
+        WHERE r.provider_message_id = i.provider_message_id
+          AND r.provider_message_id IS NOT NULL
     ) AS known
+    FROM input AS i
 ),
 applied AS (
     UPDATE message_recipients AS r
-    SET status = CAST(:status AS varchar),
-        delivered_at = CASE WHEN CAST(:status AS varchar) = 'delivered'
+    SET status = i.status,
+        delivered_at = CASE WHEN i.status = 'delivered'
                             THEN coalesce(r.delivered_at, now()) ELSE r.delivered_at END,
-        error_code = CASE WHEN CAST(:status AS varchar) IN ('undelivered', 'failed')
-                          THEN CAST(:error_code AS varchar) ELSE r.error_code END,
-        error_text = CASE WHEN CAST(:status AS varchar) IN ('undelivered', 'failed')
-                          THEN CAST(:error_text AS text) ELSE r.error_text END,
+        error_code = CASE WHEN i.status IN ('undelivered', 'failed')
+                          THEN i.error_code ELSE r.error_code END,
+        error_text = CASE WHEN i.status IN ('undelivered', 'failed')
+                          THEN i.error_text ELSE r.error_text END,
         updated_at = now()
-    WHERE r.provider_message_id = CAST(:provider_message_id AS varchar)
-      AND koinonia_status_rank(CAST(:status AS varchar)) > koinonia_status_rank(r.status)
-    RETURNING r.message_id
+    FROM input AS i
+    WHERE r.provider_message_id = i.provider_message_id
+      AND r.provider_message_id IS NOT NULL
+      AND koinonia_status_rank(i.status) > koinonia_status_rank(r.status)
+    RETURNING r.provider_message_id
 ),
 pending AS (
     INSERT INTO pending_status_reports AS p (provider_message_id, status, error_code, error_text)
-    SELECT CAST(:provider_message_id AS varchar), CAST(:status AS varchar),
-           CAST(:error_code AS varchar), CAST(:error_text AS text)
-    FROM known WHERE NOT known.known
+    SELECT i.provider_message_id, i.status, i.error_code, i.error_text
+    FROM input AS i JOIN known AS k USING (provider_message_id)
+    WHERE NOT k.known
+    ORDER BY i.n
     ON CONFLICT (provider_message_id) DO UPDATE
     SET status = EXCLUDED.status,
         error_code = EXCLUDED.error_code,
         error_text = EXCLUDED.error_text,
         received_at = now()
     WHERE koinonia_status_rank(EXCLUDED.status) > koinonia_status_rank(p.status)
-    RETURNING 1
 )
-SELECT (SELECT count(*) FROM applied) AS applied,
-       (SELECT count(*) FROM pending) AS pending,
-       known.known
-FROM known
+SELECT k.provider_message_id,
+       k.known,
+       EXISTS (SELECT 1 FROM applied AS a WHERE a.provider_message_id = k.provider_message_id)
+           AS applied
+FROM known AS k
 """
 )
+
+# Rank of each status a report can carry (koinonia_status_rank), to pick one report per id.
+RANKS = {"sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
 
 # Pending reports whose provider id a recipient now carries: applied (forward only) and removed,
 # in one statement. The dispatcher applies pending reports when it writes a send back; this is
@@ -114,22 +129,47 @@ class DeliveryReportRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def record_delivery_report_by_provider_id(self, report: DeliveryReport) -> ReportOutcome:
-        """Store one report in one statement: move the recipient forward, or keep it pending."""
-        row = (
+    async def record_delivery_reports(
+        self, reports: Sequence[DeliveryReport]
+    ) -> list[ReportOutcome]:
+        """Store reports in one statement, whatever their number: move each recipient forward,
+        or keep the report pending. Returns each report's outcome, in order.
+
+        Several reports for one id: the highest-ranked (the first of equals) is stored, as if
+        they had come one by one; the others are `stale` (superseded), or `pending` with it."""
+        if not reports:
+            return []
+        winners: dict[str, DeliveryReport] = {}
+        for report in reports:
+            best = winners.get(report.provider_message_id)
+            if best is None or RANKS[report.status] > RANKS[best.status]:
+                winners[report.provider_message_id] = report
+        chosen = [winners[i] for i in sorted(winners)]
+        rows = (
             await self.session.execute(
-                _RECORD_REPORT,
+                _RECORD_REPORTS,
                 {
-                    "provider_message_id": report.provider_message_id,
-                    "status": report.status,
-                    "error_code": report.error_code,
-                    "error_text": report.error_text,
+                    "ids": [r.provider_message_id for r in chosen],
+                    "statuses": [r.status for r in chosen],
+                    "error_codes": [r.error_code for r in chosen],
+                    "error_texts": [r.error_text for r in chosen],
                 },
             )
-        ).one()
-        if row.applied:
-            return ReportOutcome.APPLIED
-        return ReportOutcome.STALE if row.known else ReportOutcome.PENDING
+        ).all()
+        by_id = {
+            row.provider_message_id: ReportOutcome.APPLIED
+            if row.applied
+            else (ReportOutcome.STALE if row.known else ReportOutcome.PENDING)
+            for row in rows
+        }
+        # A report that lost to another for its id is stale (superseded), or pending with it.
+        return [
+            outcome
+            if r is winners[r.provider_message_id] or outcome is ReportOutcome.PENDING
+            else ReportOutcome.STALE
+            for r in reports
+            for outcome in (by_id[r.provider_message_id],)
+        ]
 
     async def apply_matched_pending_reports(self, provider_ids: Sequence[str] | None = None) -> int:
         """Apply and delete the pending reports a recipient now matches (all, or only these

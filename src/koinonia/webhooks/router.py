@@ -1,8 +1,10 @@
 """Provider webhooks (no auth: every request is signature-checked instead).
 
 The bodies are read raw: signatures cover the exact bytes (Telnyx) or the exact form (Twilio),
-so no Pydantic body model parses them first. The request session (`DbSession`, function scope)
-commits before the response is sent: a provider is answered 200 only once the report is stored.
+so no Pydantic body model parses them first. A provider is answered 200 only once what it sent
+is stored: delivery reports are committed with those of concurrent requests (webhooks.batching)
+before the endpoint returns; inbound texts go through the request session (`DbSession`, function
+scope), which commits before the response is sent.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def _signed_url(settings: Settings, request: Request) -> str:
         }
     ),
 )
-async def twilio_status(request: Request, session: DbSession, settings: SettingsDep) -> Response:
+async def twilio_status(request: Request, settings: SettingsDep) -> Response:
     """Twilio status callback (the `StatusCallback` of every text we send).
 
     **Signature**: `X-Twilio-Signature` must be the base64 HMAC-SHA1, keyed with the Twilio auth
@@ -105,7 +107,6 @@ async def twilio_status(request: Request, session: DbSession, settings: Settings
     Answers 200 with empty TwiML only after the report is stored; a malformed form is a 400.
     """
     await service.receive_twilio_status(
-        session,
         settings,
         url=_signed_url(settings, request),
         body=await request.body(),

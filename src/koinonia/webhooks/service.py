@@ -23,7 +23,7 @@ from koinonia.kit.errors import BadRequest, Forbidden
 from koinonia.kit.logging import log
 from koinonia.kit.metrics import WEBHOOKS
 from koinonia.sms.signatures import verify_telnyx, verify_twilio
-from koinonia.webhooks.repository import DeliveryReportRepository
+from koinonia.webhooks import batching
 from koinonia.webhooks.schemas import (
     ERROR_CODE_MAX,
     ERROR_TEXT_MAX,
@@ -91,9 +91,10 @@ async def handle_inbound(session: AsyncSession, text: InboundText) -> None:
 # --- delivery reports -------------------------------------------------------------------------
 
 
-async def record_delivery_report(session: AsyncSession, report: DeliveryReport) -> ReportOutcome:
-    """Store one report (one statement); counts and logs what it did."""
-    outcome = await DeliveryReportRepository(session).record_delivery_report_by_provider_id(report)
+async def record_delivery_report(report: DeliveryReport) -> ReportOutcome:
+    """Store one report, committed when this returns (batched with the reports of concurrent
+    requests: webhooks.batching); counts and logs what it did."""
+    outcome = await batching.record(report)
     WEBHOOKS.labels(report.provider, "status", outcome.value).inc()
     if outcome is ReportOutcome.PENDING:
         # Normal when the report beats the dispatcher's write-back; an id that stays pending was
@@ -111,7 +112,6 @@ async def record_delivery_report(session: AsyncSession, report: DeliveryReport) 
 
 
 async def receive_twilio_status(
-    session: AsyncSession,
     settings: Settings,
     *,
     url: str,
@@ -119,13 +119,14 @@ async def receive_twilio_status(
     content_type: str | None,
     signature: str | None,
 ) -> ReportOutcome | None:
-    """A Twilio status callback: verified, mapped, stored. None when the status is ignored."""
+    """A Twilio status callback: verified, mapped, stored (committed when this returns). None
+    when the status is ignored."""
     params = _verified_twilio_params(settings, url, body, content_type, signature, kind="status")
     report = twilio_delivery_report(params)
     if report is None:
         WEBHOOKS.labels("twilio", "status", "ignored").inc()
         return None
-    return await record_delivery_report(session, report)
+    return await record_delivery_report(report)
 
 
 async def receive_twilio_inbound(
@@ -237,7 +238,7 @@ async def receive_telnyx_event(
         if report is None:
             WEBHOOKS.labels("telnyx", "status", "ignored").inc()
             return None
-        return await record_delivery_report(session, report)
+        return await record_delivery_report(report)
     if event_type == TELNYX_INBOUND_EVENT:
         await handle_inbound(session, telnyx_inbound_text(event["payload"]))
         return None

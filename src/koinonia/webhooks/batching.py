@@ -1,0 +1,116 @@
+"""Group commit for delivery reports: the reports of concurrent webhook requests share one
+statement and one transaction.
+
+Each report was its own transaction: BEGIN, one statement, COMMIT (a WAL flush) per request,
+which at 1,000 reports/s made the database round trips and commits most of a report's cost.
+Now a request hands its report to `record()` and waits; one writer per process stores every
+report waiting at that moment in one `record_delivery_reports` statement in its own
+`job_session()`, commits, and only then answers each waiting request with its outcome. The
+provider is still acknowledged only after its report is stored (SPEC §6): a request returns
+after the commit that contains its report, or gets the error (a 500, so the provider retries).
+
+No report waits for a timer: an idle writer takes the first report at once; while a batch is
+being written the next reports gather and go together in the next one (at most MAX_BATCH).
+A batch that fails is retried report by report, so one bad report fails only its own request;
+a deadlock or serialisation failure against another writer is retried as a whole first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Sequence
+
+from sqlalchemy.exc import DBAPIError
+
+from koinonia.db import observe
+from koinonia.db.session import job_session
+from koinonia.kit.logging import log
+from koinonia.webhooks.repository import DeliveryReportRepository
+from koinonia.webhooks.schemas import DeliveryReport, ReportOutcome
+
+MAX_BATCH = 1000
+_RETRYABLE = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+_ATTEMPTS = 3
+
+_Waiting = tuple[DeliveryReport, "asyncio.Future[ReportOutcome]"]
+
+
+class ReportWriter:
+    """The one writer of a process (see the module docstring)."""
+
+    def __init__(self, max_batch: int = MAX_BATCH) -> None:
+        self.max_batch = max_batch
+        self._waiting: list[_Waiting] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def record(self, report: DeliveryReport) -> ReportOutcome:
+        """Store `report` (with whatever else is waiting); returns once it is committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ReportOutcome] = loop.create_future()
+        self._waiting.append((report, future))
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            # A fresh context: the writer belongs to no request (no request id in its logs, its
+            # statements counted in its own unit of work, not in the request that woke it).
+            self._task = loop.create_task(self._drain(), context=contextvars.Context())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self.max_batch]
+            del self._waiting[: self.max_batch]
+            try:
+                outcomes = await _store([report for report, _ in batch])
+            except Exception as exc:
+                if len(batch) == 1:
+                    _fail(batch, exc)
+                    continue
+                log.warning("status_report_batch_failed", reports=len(batch), error=repr(exc))
+                for one in batch:
+                    try:
+                        _resolve([one], await _store([one[0]]))
+                    except Exception as one_exc:
+                        _fail([one], one_exc)
+            except BaseException:  # cancelled (shutdown): no answer will come, say so
+                for _, future in [*batch, *self._waiting]:
+                    future.cancel()
+                self._waiting.clear()
+                raise
+            else:
+                _resolve(batch, outcomes)
+
+
+async def _store(batch: Sequence[DeliveryReport]) -> list[ReportOutcome]:
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with observe.track("webhooks.status_reports"):
+                async with job_session() as session:
+                    return await DeliveryReportRepository(session).record_delivery_reports(batch)
+        except DBAPIError as exc:
+            code = getattr(exc.orig, "sqlstate", None) or getattr(
+                getattr(exc.orig, "__cause__", None), "sqlstate", None
+            )
+            if code not in _RETRYABLE or attempt == _ATTEMPTS:
+                raise
+            log.info("status_report_batch_retry", reports=len(batch), sqlstate=code)
+    raise AssertionError("unreachable")
+
+
+def _resolve(batch: Sequence[_Waiting], outcomes: Sequence[ReportOutcome]) -> None:
+    for (_, future), outcome in zip(batch, outcomes, strict=True):
+        if not future.done():  # the request may have been cancelled (client went away)
+            future.set_result(outcome)
+
+
+def _fail(batch: Sequence[_Waiting], exc: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)
+
+
+_writer = ReportWriter()
+
+
+async def record(report: DeliveryReport) -> ReportOutcome:
+    """Store one delivery report, batched with those of concurrent requests."""
+    return await _writer.record(report)
