@@ -57,6 +57,11 @@ async def test_create_get_patch_delete(client: httpx.AsyncClient, tenant: Tenant
 
     r = await client.get(f"{URL}/{mid}", headers=tenant.headers)
     assert r.status_code == 200 and r.json() == {**member, "groups": []}
+    # Lists and searches serialise rows directly (not through MemberOut): byte for byte the
+    # same member as the pydantic-built responses.
+    for params in ({}, {"q": "grace"}, {"q": "4561111"}):
+        r = await client.get(URL, params=params, headers=tenant.headers)
+        assert r.status_code == 200 and r.json() == {"items": [member], "next_cursor": None}
 
     r = await client.patch(
         f"{URL}/{mid}",

@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from pydantic import BaseModel, Field
+from starlette.responses import Response
 
 from koinonia.kit.errors import ValidationFailed
 
@@ -73,3 +74,11 @@ def page_of(
         items = list(rows[:limit])
         return items, encode_cursor(key(items[-1]))
     return list(rows), None
+
+
+def page_response(items: list[dict[str, Any]], next_cursor: str | None) -> Response:
+    """A page serialised as read from the database, for hot lists: the route's response_model
+    documents it, and for database types (ints, strings, UTC datetimes, nulls) orjson writes
+    what pydantic would (UTC as `Z`), without validating rows the database already typed."""
+    body = orjson.dumps({"items": items, "next_cursor": next_cursor}, option=orjson.OPT_UTC_Z)
+    return Response(content=body, media_type="application/json")

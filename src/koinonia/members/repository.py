@@ -25,7 +25,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from koinonia.models import Group, GroupMember, Member
 
@@ -121,36 +120,41 @@ class MemberRepository:
 
     async def list(
         self,
+        columns: Sequence[str],
         *,
         after_id: int | None,
         limit: int,
         where: MemberFilter,
-    ) -> list[Member]:
-        """A page of members by id."""
-        stmt = self._filtered(select(Member), where)
+    ) -> Sequence[Row[Any]]:
+        """A page of members by id: rows of `columns` (names of members' columns; plain rows,
+        no ORM objects: the page is serialised as read)."""
+        stmt = self._filtered(select(*(Member.__table__.c[c] for c in columns)), where)
         if after_id is not None:
             stmt = stmt.where(Member.id > after_id)
         stmt = stmt.order_by(Member.id).limit(limit + 1)
-        return list((await self.session.execute(stmt)).scalars())
+        return (await self.session.execute(stmt)).all()
 
     async def search(
         self,
         q: str,
+        columns: Sequence[str],
         *,
         after: SearchAfter | None,
         limit: int,
         where: MemberFilter,
-    ) -> Sequence[Row[Member, int, str]]:
-        """A page of members matching `q`: (member, tier, key), best tier first, then by key and
-        id (the keyset). One page is the tiers' own index-ordered pages, concatenated (UNION
-        ALL) and cut at `limit + 1`: once the best tiers fill the page, PostgreSQL never runs
-        the others."""
+    ) -> Sequence[Row[Any]]:
+        """A page of members matching `q`: rows of `columns` plus `tier` and `key`, best tier
+        first, then by key and id (the keyset). One page is the tiers' own index-ordered pages,
+        concatenated (UNION ALL) and cut at `limit + 1`: once the best tiers fill the page,
+        PostgreSQL never runs the others."""
+        selected = [Member.__table__.c[c] for c in columns]
         pages = []
         excluded: list[ColumnElement[bool]] = []
         for tier in search_tiers(q):
             if after is None or tier.rank <= after.tier:
                 stmt = self._filtered(
-                    select(Member, literal(tier.rank).label("tier"), tier.key.label("key")), where
+                    select(*selected, literal(tier.rank).label("tier"), tier.key.label("key")),
+                    where,
                 ).where(tier.match, *(not_(m) for m in excluded))
                 if after is not None and tier.rank == after.tier:
                     stmt = stmt.where(
@@ -159,7 +163,6 @@ class MemberRepository:
                 pages.append(stmt.order_by(tier.key, Member.id).limit(limit + 1).subquery())
             excluded.append(tier.match)
         page = union_all(*(select(p) for p in pages)).subquery()
-        found = aliased(Member, page)
         # Plan for this q (a generic plan cannot turn the LIKE prefix into an index range and
         # re-folds q per row: measured 2-5x slower), and without parallel workers: a parallel
         # Append may interleave its children, and the tiers must come out in order.
@@ -169,8 +172,7 @@ class MemberRepository:
                 func.set_config("max_parallel_workers_per_gather", "0", True),
             )
         )
-        stmt = select(found, page.c.tier, page.c.key).limit(limit + 1)
-        return (await self.session.execute(stmt)).all()
+        return (await self.session.execute(select(page).limit(limit + 1))).all()
 
     async def get(self, member_id: int) -> Member | None:
         stmt = select(Member).where(Member.church_id == self.church_id, Member.id == member_id)

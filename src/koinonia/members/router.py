@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from koinonia.auth.deps import Auth, DbSession
-from koinonia.kit.pagination import DEFAULT_LIMIT, Page
+from koinonia.kit.pagination import DEFAULT_LIMIT, Page, page_response
 from koinonia.kit.params import Cursor, Id, Limit
 from koinonia.members import service
 from koinonia.members.schemas import Consent, MemberCreate, MemberDetail, MemberOut, MemberPatch
@@ -39,7 +39,7 @@ async def list_members(
     consent: Consent | None = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
-) -> Page[MemberOut]:
+) -> Response:
     """The church's members by id, filtered by `q`, `group_id`, `branch_id` and `consent`
     (filters combine with AND; an id of another church's group or branch matches nothing)."""
     items, next_cursor = await service.list_members(
@@ -52,7 +52,7 @@ async def list_members(
         limit=limit,
         cursor=cursor,
     )
-    return Page(items=items, next_cursor=next_cursor)
+    return page_response(items, next_cursor)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=MemberOut)

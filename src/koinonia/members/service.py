@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth.context import AuthContext
+from koinonia.db.session import autocommit_reads
 from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached
 from koinonia.kit.pagination import decode_cursor, page_of
@@ -40,6 +43,11 @@ async def _check_member_limit(auth: AuthContext, repo: MemberRepository) -> None
             raise PlanLimitReached("members", limit=limit, usage=used)
 
 
+# What a member looks like in a list: MemberOut's fields, read as plain rows in this order
+# (zip(LISTED, row) is ~10x cheaper than Row._asdict(), which rebuilds its keys per row).
+LISTED = tuple(MemberOut.model_fields)
+
+
 async def list_members(
     session: AsyncSession,
     auth: AuthContext,
@@ -50,22 +58,29 @@ async def list_members(
     q: str | None,
     limit: int,
     cursor: str | None,
-) -> tuple[list[MemberOut], str | None]:
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of members as MemberOut-shaped dicts, straight from the rows (database types
+    need no validation, and building 50 models from ORM objects was a fifth of the request)."""
     repo = MemberRepository(session, church_id=auth.church_id)
     where = MemberFilter(group_id=group_id, branch_id=branch_id, consent=consent)
     q = q.strip() if q and q.strip() else None
     if q is None:
         plain = decode_cursor(cursor, int)
-        members = await repo.list(after_id=plain[0] if plain else None, limit=limit, where=where)
-        items, next_cursor = page_of(members, limit, lambda m: (m.id,))
-        return [MemberOut.model_validate(m) for m in items], next_cursor
+        # One read, no locks or transaction-local settings: no BEGIN / COMMIT needed.
+        autocommit_reads(session)
+        rows = await repo.list(
+            LISTED, after_id=plain[0] if plain else None, limit=limit, where=where
+        )
+        items, next_cursor = page_of(rows, limit, lambda r: (r.id,))
+        return [dict(zip(LISTED, r, strict=True)) for r in items], next_cursor
     # A search pages by (tier, key, id): the cursor holds where the last page ended.
     ranked = decode_cursor(cursor, int, str, int)
     rows = await repo.search(
-        q, after=SearchAfter(*ranked) if ranked else None, limit=limit, where=where
+        q, LISTED, after=SearchAfter(*ranked) if ranked else None, limit=limit, where=where
     )
-    hits, next_cursor = page_of(list(rows), limit, lambda r: (r[1], r[2], r[0].id))
-    return [MemberOut.model_validate(r[0]) for r in hits], next_cursor
+    hits, next_cursor = page_of(rows, limit, lambda r: (r.tier, r.key, r.id))
+    # Rows are LISTED's columns, then tier and key (the keyset, not shown).
+    return [dict(zip(LISTED, r, strict=False)) for r in hits], next_cursor
 
 
 async def get_member(session: AsyncSession, auth: AuthContext, member_id: int) -> MemberDetail:
