@@ -102,6 +102,8 @@ def _fmt(r: dict[str, Any] | None, key: str = "p95_ms") -> str:
         "note",
         "api_peak_rss_mb",
         "worker_peak_rss_mb",
+        "api_cpu_us_per_request",
+        "cpu_s",
         "projected_s",
     ):
         if extra in r:

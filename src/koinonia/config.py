@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     port: int = 8000
     public_url: str = "http://127.0.0.1:8000"  # how providers reach our webhooks
     max_body_bytes: int = 1_048_576
-    # Requests processed at once per process; the rest queue (see kit.http.Admission).
+    # Requests processed at once per process; the rest queue (see kit.http.RequestPipeline).
     max_requests_in_flight: int = Field(default=64, ge=1)
     max_upload_bytes: int = 20 * 1_048_576
 
