@@ -15,6 +15,12 @@ kept set-based, once per statement:
 - Delete: statement-level triggers on groups and members delete their memberships (ON DELETE
   CASCADE before). A church's deletion cascades to its groups and members, hence to these.
 
+These guarantees hold under READ COMMITTED, the isolation every transaction here uses: the
+cascade's DELETE takes a fresh snapshot and sees memberships committed while it waited. A real
+foreign key also re-checks with a cross-check snapshot under REPEATABLE READ / SERIALIZABLE;
+these triggers do not, so a deletion in such a transaction could miss a membership committed
+concurrently. Nothing here runs at those levels; keep it so, or restore the foreign keys.
+
 Revision ID: 8a4d2c6e1f37
 Revises: 5e1c0a7d2b90
 Create Date: 2026-11-25 01:00:00

@@ -13,6 +13,8 @@ already locked. The same guarantees, set-based:
 - Delete of a church: a statement-level trigger deletes its members (ON DELETE CASCADE before);
   their memberships and conversations go with them as before.
 
+Like the memberships' triggers (previous migration), this relies on READ COMMITTED.
+
 Revision ID: 2b7e9d4f6a18
 Revises: 8a4d2c6e1f37
 Create Date: 2026-11-25 01:10:00

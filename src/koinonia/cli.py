@@ -113,7 +113,7 @@ def worker() -> None:
     the per-number rate limit, records the results. Run as many as you like, on any hosts;
     SIGTERM finishes the batch in flight and exits."""
     from koinonia.delivery.worker import serve_worker
-    from koinonia.sms.base import new_event_loop
+    from koinonia.kit.loop import new_event_loop
 
     settings = load_settings()
     with asyncio.Runner(loop_factory=new_event_loop) as runner:

@@ -452,3 +452,72 @@ async def test_a_text_whose_workers_keep_dying_fails_after_max_attempts_and_stay
     assert await message_status(committed_session, b.message_id) == "completed"
     # They may have reached the provider before the crash: no refund.
     assert await _texts_used(committed_session, b.church.church_id) == 2
+
+
+async def test_a_text_that_timed_out_for_good_stays_counted(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    # The carrier answers too late: it may well have taken the texts, so nothing is refunded.
+    sandbox.carrier.update_config({"latency_ms": 400})
+    b = await broadcast(3)
+    dispatcher = Dispatcher(make_settings(sms_timeout_s=0.1, max_attempts=1))
+    try:
+        await deliver_all(dispatcher, committed_session, b.message_id)
+    finally:
+        await dispatcher.close()
+    assert await counted(committed_session, b.message_id) == {"failed": 3}
+    assert await _texts_used(committed_session, b.church.church_id) == 3
+
+
+async def test_a_rejection_after_an_earlier_attempt_stays_counted(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    # Attempt 1 timed out (the carrier may have taken it), attempt 2 is rejected: no refund.
+    b = await broadcast(2)
+    await committed_session.execute(
+        text(
+            "UPDATE message_recipients SET attempts = 1, error_code = 'timeout'"
+            " WHERE message_id = :m"
+        ),
+        {"m": b.message_id},
+    )
+    await committed_session.commit()
+    sandbox.carrier.update_config({"permanent_failure_rate": 1.0})
+    dispatcher = Dispatcher(make_settings())
+    try:
+        await deliver_all(dispatcher, committed_session, b.message_id)
+    finally:
+        await dispatcher.close()
+    assert await counted(committed_session, b.message_id) == {"failed": 2}
+    assert await _texts_used(committed_session, b.church.church_id) == 2
+
+
+async def test_a_member_who_opted_out_after_an_attempt_is_skipped_but_stays_counted(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    committed_session: AsyncSession,
+) -> None:
+    # The row was tried once already (a worker died mid-send, or a timeout): the text may have
+    # gone out, so skipping it now refunds nothing; the untried one is refunded.
+    b = await broadcast(2)
+    await committed_session.execute(
+        text("UPDATE message_recipients SET attempts = 1 WHERE member_id = :id"),
+        {"id": b.member_ids[0]},
+    )
+    await committed_session.execute(
+        text("UPDATE members SET consent = 'opted_out' WHERE id = ANY(:ids)"),
+        {"ids": b.member_ids},
+    )
+    await committed_session.commit()
+    dispatcher = Dispatcher(make_settings())
+    try:
+        assert (await dispatcher.run_once()).skipped == 2
+    finally:
+        await dispatcher.close()
+    assert await _texts_used(committed_session, b.church.church_id) == 1

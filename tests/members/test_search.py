@@ -47,12 +47,13 @@ async def test_accent_and_case_insensitive(
     assert await _search(client, tenant, "rcí") == ["José García"]  # substring inside a name
 
 
-async def test_ranking_prefix_then_word_then_substring(
+async def test_ranking_name_prefix_then_last_name_first(
     client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
 ) -> None:
     await _seed(session, tenant.church_id)
     names = await _search(client, tenant, "joseph")
-    # "Joseph Smith" starts with it; "Mary Josephine" has a word starting with it.
+    # "Joseph Smith" starts with it; "Mary Josephine" written last name first does. (A middle
+    # word starting with q, as "ann" in "Mary Ann Smith", ranks as a substring.)
     assert names == ["Joseph Smith", "Mary Josephine"]
 
 

@@ -127,7 +127,7 @@ def make_provider(sandbox: RunningSandbox, provider_http: HttpClient) -> MakePro
             twilio_auth_token=TWILIO_TOKEN,
             telnyx_api_key=TELNYX_KEY,
             timeout_s=timeout_s,
-            session=provider_http,
+            http=provider_http,
         )
 
     return make

@@ -9,8 +9,9 @@ from urllib.parse import urlencode
 
 import pytest
 
+from koinonia.kit.loop import new_event_loop
 from koinonia.sms import OutboundSms, SendResult, build_provider, telnyx, twilio
-from koinonia.sms.base import new_event_loop, parse_retry_after
+from koinonia.sms.base import parse_retry_after
 
 
 def test_result_is_ok_only_when_accepted() -> None:

@@ -141,6 +141,29 @@ async def test_a_body_ended_by_closing_and_connection_close_are_honoured(
     assert server.connections == 2  # never reused after Connection: close
 
 
+@pytest.mark.parametrize(
+    "cut",
+    [
+        b'HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{"sid":',
+        b'HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n7\r\n{"sid":\r\n',
+    ],
+)
+async def test_a_body_cut_off_by_a_close_is_an_error_not_an_answer(
+    serve: Callable[[Handler], Awaitable[RawServer]], cut: bytes
+) -> None:
+    async def truncating(_request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(cut)
+        return False
+
+    server = await serve(truncating)
+    client = HttpClient()
+    try:
+        with pytest.raises(HttpError):
+            await client.post(client.prepare(server.url, {}), b"1", within_s=5)
+    finally:
+        await client.close()
+
+
 async def test_timeout_closes_the_connection_so_a_late_answer_is_never_misread(
     serve: Callable[[Handler], Awaitable[RawServer]],
 ) -> None:

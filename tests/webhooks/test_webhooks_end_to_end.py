@@ -163,7 +163,7 @@ async def test_the_sandboxs_delivery_reports_reach_the_api_and_deliver_the_recip
         twilio_account_sid=sandbox.config.twilio_account_sid,
         twilio_auth_token=sandbox.config.twilio_auth_token,
         telnyx_api_key=sandbox.config.telnyx_api_key,
-        session=provider_http,
+        http=provider_http,
     )
     callback = live_api.base_url + (TWILIO_STATUS if provider == "twilio" else TELNYX)
 
@@ -205,7 +205,7 @@ async def test_reports_that_beat_the_write_back_wait_in_pending(
         base_url=sandbox.base_url,
         twilio_account_sid=sandbox.config.twilio_account_sid,
         twilio_auth_token=sandbox.config.twilio_auth_token,
-        session=provider_http,
+        http=provider_http,
     )
     result = await adapter.send(
         OutboundSms("+15550100001", "+13035559999", "Hello", live_api.base_url + TWILIO_STATUS)

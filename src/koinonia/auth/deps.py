@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,18 +53,10 @@ def verified_claims(settings: Settings, token: str) -> security.AccessClaims:
     if hit is not None and hit[0] == settings.jwt_secret and time.time() < hit[1]:
         return hit[2]
     claims = security.decode_access(settings, token)  # raises Unauthorized
-    expires = _expiry(token)
-    if expires is not None:
-        if len(_verified) >= _TOKEN_CACHE_MAX:
-            _verified.clear()
-        _verified[token] = (settings.jwt_secret, expires, claims)
+    if len(_verified) >= _TOKEN_CACHE_MAX:
+        _verified.clear()
+    _verified[token] = (settings.jwt_secret, claims.expires_at, claims)
     return claims
-
-
-def _expiry(token: str) -> float | None:
-    """The `exp` of a token already verified (so well-formed); None if it has none usable."""
-    exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
-    return float(exp) if isinstance(exp, int | float) else None
 
 
 def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:

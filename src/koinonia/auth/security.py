@@ -43,6 +43,7 @@ class AccessClaims:
     admin_id: int
     church_id: int
     session_id: str
+    expires_at: float  # the token's `exp`, Unix seconds
 
 
 def _encode(settings: Settings, claims: dict[str, Any], ttl_s: int) -> str:
@@ -78,7 +79,7 @@ def _decode(settings: Settings, token: str, typ: str) -> dict[str, Any]:
 def decode_access(settings: Settings, token: str) -> AccessClaims:
     p = _decode(settings, token, "access")
     try:
-        return AccessClaims(int(p["sub"]), int(p["cid"]), str(p["sid"]))
+        return AccessClaims(int(p["sub"]), int(p["cid"]), str(p["sid"]), float(p["exp"]))
     except (KeyError, ValueError, TypeError):
         raise Unauthorized("invalid token", code="invalid_token") from None
 

@@ -18,7 +18,9 @@ async def billing_plan(auth: Auth, session: DbSession) -> BillingPlanOut:
     - `plan` is the subscribed plan, `limits_plan` the one whose limits apply (a trial has
       starter limits), `price_usd` the monthly price of `plan`.
     - `usage.texts`: texts this billing month (UTC calendar month): one per recipient of a
-      message, reserved when the message is written, given back when cancelled before sending.
+      message, reserved when the message is written, given back when certainly never sent:
+      cancelled before sending, skipped before any attempt (the member opted out or was deleted
+      since), or rejected by the provider at the first attempt.
       `usage.segments`: SMS segments handed to the carrier for them.
     - `usage.members` (any consent), `usage.branches`, `usage.co_admins`: counts now.
     - `remaining`: max(limit - usage, 0) for each; null when the plan sets no limit."""

@@ -149,7 +149,7 @@ class Dispatcher:
             twilio_auth_token=s.twilio_auth_token,
             telnyx_api_key=s.telnyx_api_key,
             timeout_s=s.sms_timeout_s,
-            session=self._client(),
+            http=self._client(),
         )
         self._providers[name] = built
         return built
@@ -186,6 +186,9 @@ class Dispatcher:
                 list(outcomes),
                 lease=to_send[0].lease if to_send else None,
                 message_ids=[c.message_id for c in claimed],
+                skipped_unsent=[
+                    c.message_id for c in claimed if c.status == "skipped" and c.attempts == 0
+                ],
             )
         # Delivery counts changed: cached dashboards of these churches miss from now on (once
         # per church per batch, after the commit).
@@ -208,7 +211,12 @@ class Dispatcher:
         return result
 
     async def _record(
-        self, outcomes: list[Outcome], *, lease: datetime | None, message_ids: list[int]
+        self,
+        outcomes: list[Outcome],
+        *,
+        lease: datetime | None,
+        message_ids: list[int],
+        skipped_unsent: list[int],
     ) -> Recorded:
         for attempt in range(1, RECORD_TRIES + 1):
             try:
@@ -217,6 +225,7 @@ class Dispatcher:
                         outcomes,
                         lease=lease,
                         message_ids=message_ids,
+                        skipped_unsent=skipped_unsent,
                     )
                     await session.commit()
                     return recorded
@@ -244,7 +253,9 @@ class Dispatcher:
 
     async def _deliver_unguarded(self, row: ClaimedRecipient, deadline: float) -> Outcome:
         if not row.sms_number:
-            return self._outcome(row, FAILED, "no_sms_number", "the church has no SMS number")
+            return self._outcome(
+                row, FAILED, "no_sms_number", "the church has no SMS number", refund=True
+            )
         try:
             provider = self.provider(row.sms_provider)
         except ValueError as exc:
@@ -292,7 +303,14 @@ class Dispatcher:
             )
         if result.opted_out:
             metrics.SMS_SENT.labels(provider.name, "opted_out").inc()
-            return self._outcome(row, FAILED, result.error_code, result.error_text, opted_out=True)
+            return self._outcome(
+                row,
+                FAILED,
+                result.error_code,
+                result.error_text,
+                opted_out=True,
+                refund=row.attempts == 1,
+            )
         outcome = self._retry_or_fail(row, result)
         metrics.SMS_SENT.labels(
             provider.name, "retry" if outcome.outcome == RETRY else "failed"
@@ -307,7 +325,12 @@ class Dispatcher:
         if result.transient and row.attempts < limit:
             delay = backoff_s(self.settings, row.attempts, result.retry_after)
             return self._outcome(row, RETRY, result.error_code, result.error_text, delay_s=delay)
-        return self._outcome(row, FAILED, result.error_code, result.error_text)
+        # Refunded only when certain no provider took it: rejected on the first attempt. (An
+        # earlier attempt may have timed out after the provider took the text; which earlier
+        # attempts did is not recorded, so those are not refunded: billing errs for the church
+        # only by not refunding.)
+        refund = row.attempts == 1 and result.rejected
+        return self._outcome(row, FAILED, result.error_code, result.error_text, refund=refund)
 
     @staticmethod
     def _outcome(
@@ -318,6 +341,7 @@ class Dispatcher:
         *,
         delay_s: float = 0.0,
         opted_out: bool = False,
+        refund: bool = False,
     ) -> Outcome:
         return Outcome(
             message_id=row.message_id,
@@ -328,6 +352,7 @@ class Dispatcher:
             error_text=error_text[:1000] if error_text else None,
             delay_s=delay_s,
             opted_out=opted_out,
+            refund=refund,
         )
 
 

@@ -11,7 +11,8 @@ message_status_counts follow from the statement-level triggers; nothing here tou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,7 +39,7 @@ fate AS (
     -- never sent. System texts (opt-out confirmations, HELP, the unknown-sender reply) go to
     -- the number whatever its consent: carriers require them.
     SELECT due.message_id, due.member_id, mem.id IS NULL AS deleted,
-           mem.first_name, mem.last_name, msg.created_at AS message_created_at,
+           mem.first_name, mem.last_name,
            (mem.consent = 'opted_in' OR msg.kind = 'system') IS TRUE AS sendable
     FROM due
     JOIN messages msg ON msg.id = due.message_id
@@ -59,17 +60,7 @@ claimed AS (
     FROM fate f
     WHERE r.message_id = f.message_id AND r.member_id = f.member_id
     RETURNING r.message_id, r.member_id, r.church_id, r.phone, r.status, r.attempts,
-              r.lease_expires_at, f.first_name, f.last_name, f.message_created_at
-),
--- A skipped text is never sent: it goes back to the month's quota it was reserved from.
-refund AS (
-    INSERT INTO usage AS u (church_id, month, texts)
-    SELECT church_id, CAST(date_trunc('month', message_created_at AT TIME ZONE 'UTC') AS date),
-           -count(*)
-    FROM claimed WHERE status = 'skipped'
-    GROUP BY 1, 2
-    ORDER BY 1, 2
-    ON CONFLICT (church_id, month) DO UPDATE SET texts = greatest(u.texts + EXCLUDED.texts, 0)
+              r.lease_expires_at, f.first_name, f.last_name
 )
 SELECT c.message_id, c.member_id, c.church_id, c.phone, c.status, c.attempts,
        c.lease_expires_at, c.first_name, c.last_name, m.content, m.kind,
@@ -105,9 +96,9 @@ WITH v AS (
         CAST(:attempts AS int[]), CAST(:outcomes AS text[]), CAST(:provider_ids AS text[]),
         CAST(:error_codes AS text[]), CAST(:error_texts AS text[]),
         CAST(:delays AS float8[]), CAST(:segments AS int[]), CAST(:opted_out AS boolean[]),
-        CAST(:leases AS timestamptz[])
+        CAST(:leases AS timestamptz[]), CAST(:refunds AS boolean[])
     ) AS v(message_id, member_id, attempts, outcome, provider_id, error_code, error_text,
-           delay_s, segments, opted_out, lease)
+           delay_s, segments, opted_out, lease, refund)
 ),
 rec AS (
     UPDATE message_recipients r
@@ -143,7 +134,7 @@ rec AS (
       AND r.attempts = v.attempts AND r.lease_expires_at = v.lease
       AND r.status IN ('sending', 'queued')
     RETURNING r.message_id, r.member_id, r.provider_message_id, v.outcome, v.segments,
-              v.opted_out
+              v.opted_out, v.refund
 ),
 applied AS (
     DELETE FROM pending_status_reports p
@@ -158,17 +149,18 @@ opted AS (
 )
 SELECT rec.message_id,
        coalesce(sum(rec.segments) FILTER (WHERE rec.outcome = 'sent'), 0) AS segments,
-       count(*) FILTER (WHERE rec.outcome = 'failed') AS failed,
+       count(*) FILTER (WHERE rec.refund) AS refunded,
        count(*) AS recorded
 FROM rec
 GROUP BY rec.message_id
 """
 )
 
-# Segments reach usage (the texts were reserved when the message was written); texts that
-# failed without a provider accepting them go back to the quota (as skipped ones do at claim;
-# a text the provider accepted stays counted, whatever its delivery report says); segments
-# reach the message's total; a message with no queued or sending recipient left is completed.
+# Segments reach usage (the texts were reserved when the message was written) and texts no
+# attempt handed to a provider go back to the quota (Outcome.refund, and rows skipped at claim
+# before any attempt); segments reach the message's total; a message with no queued or sending
+# recipient left is completed. The usage row always exists: the reservation made it, in the
+# same month (both use the database clock), so the refund's negative insert never lands.
 # Runs after _LOCK_MESSAGES in its own statement, so its snapshot includes every competing
 # write-back. "Left" is read from the trigger-maintained counters (an index lookup of a few
 # rows), not from the recipients: EXISTS over a million recipients of which none is open is a
@@ -177,15 +169,15 @@ _FINISH = text(
     """
 WITH batch AS (
     SELECT * FROM unnest(
-        CAST(:message_ids AS bigint[]), CAST(:segments AS bigint[]), CAST(:failed AS bigint[])
-    ) AS b(message_id, segments, failed)
+        CAST(:message_ids AS bigint[]), CAST(:segments AS bigint[]), CAST(:refunds AS bigint[])
+    ) AS b(message_id, segments, refunds)
 ),
 usage_add AS (
     INSERT INTO usage AS u (church_id, month, segments, texts)
     SELECT m.church_id, CAST(date_trunc('month', m.created_at AT TIME ZONE 'UTC') AS date),
-           sum(b.segments), -sum(b.failed)
+           sum(b.segments), -sum(b.refunds)
     FROM batch b JOIN messages m ON m.id = b.message_id
-    WHERE b.segments > 0 OR b.failed > 0
+    WHERE b.segments > 0 OR b.refunds > 0
     GROUP BY 1, 2
     ORDER BY 1, 2
     ON CONFLICT (church_id, month) DO UPDATE
@@ -269,6 +261,8 @@ class Outcome:
     delay_s: float = 0.0  # for RETRY: seconds until the next attempt
     segments: int = 1  # of the rendered body, for SENT
     opted_out: bool = False
+    # FAILED with certainty that no attempt reached a provider: its text goes back to the quota.
+    refund: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,19 +303,27 @@ class DeliveryRepository:
         ]
 
     async def record_results(
-        self, outcomes: Sequence[Outcome], *, lease: datetime | None, message_ids: Sequence[int]
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        lease: datetime | None,
+        message_ids: Sequence[int],
+        skipped_unsent: Sequence[int] = (),
     ) -> Recorded:
         """Write a batch back: three statements whatever its size (lock the messages, write
         every recipient + pending reports + opt-outs, then usage + message completion).
 
         `message_ids` are all messages the claim touched, including those whose rows were
-        only skipped, so a message whose last recipients opted out still completes."""
+        only skipped, so a message whose last recipients opted out still completes.
+        `skipped_unsent` has a message id per row the claim skipped before any attempt: those
+        texts go back to the quota. (Refunded here, not in the claim, so that claims never wait
+        on a church's usage row; a worker that dies in between under-refunds, never over.)"""
         ids = sorted(set(message_ids))
         if not ids:
             return Recorded(0, 0, [])
         await self.session.execute(_LOCK_MESSAGES, {"ids": ids})
         per_message: dict[int, int] = {}
-        failed: dict[int, int] = {}
+        refunds = Counter(skipped_unsent)
         recorded = 0
         if outcomes:
             rows = await self.session.execute(
@@ -338,25 +340,26 @@ class DeliveryRepository:
                     "segments": [o.segments for o in outcomes],
                     "opted_out": [o.opted_out for o in outcomes],
                     "leases": [lease] * len(outcomes),
+                    "refunds": [o.refund for o in outcomes],
                     "distinct_message_ids": sorted({o.message_id for o in outcomes}),
                 },
             )
             for row in rows:
                 per_message[int(row.message_id)] = int(row.segments)
-                failed[int(row.message_id)] = int(row.failed)
+                refunds[int(row.message_id)] += int(row.refunded)
                 recorded += int(row.recorded)
-        completed = await self._finish(ids, per_message, failed)
+        completed = await self._finish(ids, per_message, refunds)
         return Recorded(recorded, sum(per_message.values()), completed)
 
     async def _finish(
-        self, ids: list[int], segments: dict[int, int], failed: dict[int, int]
+        self, ids: list[int], segments: Mapping[int, int], refunds: Mapping[int, int]
     ) -> list[int]:
         rows = await self.session.execute(
             _FINISH,
             {
                 "message_ids": ids,
                 "segments": [segments.get(i, 0) for i in ids],
-                "failed": [failed.get(i, 0) for i in ids],
+                "refunds": [refunds.get(i, 0) for i in ids],
             },
         )
         return [int(r.id) for r in rows if r.status == "completed"]

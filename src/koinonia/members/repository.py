@@ -164,8 +164,11 @@ class MemberRepository:
             excluded.append(tier.match)
         page = union_all(*(select(p) for p in pages)).subquery()
         # Plan for this q (a generic plan cannot turn the LIKE prefix into an index range and
-        # re-folds q per row: measured 2-5x slower), and without parallel workers: a parallel
-        # Append may interleave its children, and the tiers must come out in order.
+        # re-folds q per row: measured 2-5x slower), and without parallel workers. There is no
+        # outer ORDER BY on purpose (it would run every tier in full): the order of the page is
+        # the order of a non-parallel Append, which runs its children one after the other as
+        # written. A parallel Append may interleave them, hence no workers. The cross-page
+        # ranking tests hold this to account.
         await self.session.execute(
             select(
                 func.set_config("plan_cache_mode", "force_custom_plan", True),

@@ -108,7 +108,7 @@ class MessageRepository:
         row = (await self.session.execute(stmt, {"church_id": self.church_id, "ids": ids})).one()
         return int(row[0]), int(row[1])
 
-    async def create(self, new: NewMessage, *, month: date, text_limit: int | None) -> Created:
+    async def create(self, new: NewMessage, *, text_limit: int | None) -> Created:
         """Message, every recipient and the quota reservation in ONE statement.
 
         The usage row is the quota's lock: concurrent sends of one church serialise on it, and
@@ -156,8 +156,12 @@ class MessageRepository:
                 WHERE a.consent = 'opted_in'
             ),
             quota AS (
+                -- The month of the database clock, as created_at's: a refund goes to the month
+                -- of the message's created_at, which must be the month reserved here.
                 INSERT INTO usage AS u (church_id, month, texts)
-                SELECT :church_id, CAST(:month AS date), tally.recipients FROM tally
+                SELECT :church_id, CAST(date_trunc('month', now() AT TIME ZONE 'UTC') AS date),
+                       tally.recipients
+                FROM tally
                 WHERE CAST(:text_limit AS bigint) IS NULL
                    OR tally.recipients <= CAST(:text_limit AS bigint)
                 ON CONFLICT (church_id, month) DO UPDATE SET texts = u.texts + EXCLUDED.texts
@@ -194,7 +198,6 @@ class MessageRepository:
                     "created_by": new.created_by,
                     "conversation_id": new.conversation_id,
                     "recurring_id": new.recurring_id,
-                    "month": month,
                     "text_limit": text_limit,
                 },
             )

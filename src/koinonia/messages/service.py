@@ -192,7 +192,6 @@ async def enqueue(
     else:
         encoding, segments = _estimate(content, church.name)
     repo = MessageRepository(session, church_id=church.id)
-    month = billing_month(now)
     created = await repo.create(
         NewMessage(
             content=content,
@@ -209,12 +208,11 @@ async def enqueue(
             exclude_member_id=exclude_member_id,
             direct=direct,
         ),
-        month=month,
         text_limit=plan_texts,
     )
     if not created.quota_ok:
         assert plan_texts is not None
-        used = await repo.texts_used(month)
+        used = await repo.texts_used(billing_month(now))
         raise PlanLimitReached(
             "texts this month", limit=plan_texts, usage=used, requested=created.recipients
         )

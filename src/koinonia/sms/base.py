@@ -6,7 +6,6 @@ dispatcher records results in one set-based write instead of juggling exceptions
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import math
 import time
@@ -41,6 +40,9 @@ class SendResult:
     transient: bool = False  # worth retrying later
     opted_out: bool = False  # the recipient unsubscribed (Twilio 21610, Telnyx 40300)
     retry_after: float | None = None  # seconds, from Retry-After when given
+    # The provider answered with an error: it did not take the text (unlike a timeout, a broken
+    # connection or a 2xx without an id, after which it may have).
+    rejected: bool = False
 
     @property
     def ok(self) -> bool:
@@ -53,17 +55,6 @@ class Provider(Protocol):
     async def send(self, sms: OutboundSms) -> SendResult: ...
 
     async def close(self) -> None: ...
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop when it is installed (it comes with uvicorn[standard] on Linux and
-    macOS), else asyncio's. Worker and sandbox processes run on it: most of their CPU per text
-    is event-loop and socket work, which uvloop does in C."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - Windows
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def create_http_client(
@@ -113,23 +104,23 @@ class HttpAdapter:
 
     name: str
 
-    def __init__(self, *, timeout_s: float, session: HttpClient | None) -> None:
+    def __init__(self, *, timeout_s: float, http: HttpClient | None) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
         self._timeout_s = timeout_s
-        self._session = session
+        self._http = http
         # A shared client belongs to whoever created it; only a client we made is ours to close.
-        self._owns_session = session is None
+        self._owns_http = http is None
 
     def _client(self) -> HttpClient:
-        if self._session is None:
-            self._session = create_http_client()
-        return self._session
+        if self._http is None:
+            self._http = create_http_client()
+        return self._http
 
     async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._owns_http and self._http is not None:
+            await self._http.close()
+            self._http = None
 
     async def _post(self, request: Prepared, body: bytes) -> HttpAnswer | SendResult:
         """POST and read the answer; a transport failure comes back as a transient result."""
@@ -156,7 +147,7 @@ def build_provider(
     twilio_auth_token: str = "",
     telnyx_api_key: str = "",
     timeout_s: float = DEFAULT_TIMEOUT_S,
-    session: HttpClient | None = None,
+    http: HttpClient | None = None,
 ) -> Provider:
     """The adapter for `name`; `base_url` defaults to the real API (required for the sandbox).
 
@@ -175,7 +166,7 @@ def build_provider(
             telnyx_api_key,
             base_url=base_url or TELNYX_API_URL,
             timeout_s=timeout_s,
-            session=session,
+            http=http,
         )
     if name not in ("twilio", "sandbox"):
         raise ValueError(f"unknown SMS provider {name!r}")
@@ -188,6 +179,6 @@ def build_provider(
         twilio_auth_token,
         base_url=base_url or TWILIO_API_URL,
         timeout_s=timeout_s,
-        session=session,
+        http=http,
         name=name,
     )

@@ -9,7 +9,8 @@ two-core machine is the difference between the workers or the carrier being the 
 What it does: one pool of keep-alive connections per origin (scheme, host, port) with at most
 `limit` open at once (requests beyond wait for one), TLS for https (certificates verified
 against the system's CAs, as aiohttp does), a total timeout per request covering the wait for a
-connection, connecting, sending and reading, and idle connections closed after `keepalive_s`.
+connection, connecting, sending and reading, and connections idle longer than `keepalive_s`
+closed instead of reused (checked when the next request to that origin picks one).
 Responses are parsed by llhttp (httptools, the C parser uvicorn uses): Content-Length,
 chunked and close-delimited bodies, `Connection: close`, interim 1xx answers.
 
@@ -68,6 +69,7 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         self._retry_after: str | None = None
         self._headers_done = False
+        self._delimited = False  # Content-Length or chunked: the body's end is in the message
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -89,8 +91,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self._waiter is not None and not self._waiter.done():
-            if self._headers_done and exc is None:
-                # A body delimited by the end of the connection (no length, not chunked).
+            if self._headers_done and not self._delimited and exc is None:
+                # A body delimited by the end of the connection (no length, not chunked). One
+                # with a length or chunks that ends early is cut off: an error, never an answer.
                 self._complete(keep_alive=False)
             else:
                 self._fail(HttpError(f"connection closed: {exc}" if exc else "connection closed"))
@@ -98,8 +101,11 @@ class _Connection(asyncio.Protocol):
     # --- httptools callbacks ----------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) == 11 and name.lower() == b"retry-after":
+        lowered = name.lower()
+        if lowered == b"retry-after":
             self._retry_after = value.decode("latin-1").strip()
+        elif lowered in (b"content-length", b"transfer-encoding"):
+            self._delimited = True
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
@@ -137,6 +143,7 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         self._retry_after = None
         self._headers_done = False
+        self._delimited = False
 
     def _complete(self, *, keep_alive: bool) -> None:
         waiter, self._waiter = self._waiter, None

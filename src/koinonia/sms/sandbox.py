@@ -34,7 +34,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from koinonia.sms.base import new_event_loop
+from koinonia.kit.loop import new_event_loop
 from koinonia.sms.signatures import (
     TELNYX_SIGNATURE_HEADER,
     TELNYX_TIMESTAMP_HEADER,

@@ -55,10 +55,10 @@ class TwilioProvider(HttpAdapter):
         *,
         base_url: str = TWILIO_API_URL,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-        session: HttpClient | None = None,
+        http: HttpClient | None = None,
         name: str = "twilio",
     ) -> None:
-        super().__init__(timeout_s=timeout_s, session=session)
+        super().__init__(timeout_s=timeout_s, http=http)
         self.name = name
         self._request = HttpClient.prepare(
             messages_url(base_url, account_sid),
@@ -96,4 +96,5 @@ def classify(status: int, payload: Any, retry_after: float | None) -> SendResult
         transient=is_transient_status(status) or code in TRANSIENT_CODES,
         opted_out=code == OPTED_OUT_CODE,
         retry_after=retry_after,
+        rejected=True,
     )

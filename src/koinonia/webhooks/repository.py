@@ -27,8 +27,10 @@ from koinonia.webhooks.schemas import DeliveryReport, ReportOutcome
 #            send back, or an id we never sent): keep the report, upserted so the pending row
 #            holds the highest-ranked status seen.
 #   known:   whether a recipient has the id: decides pending, and tells "stale" from "pending".
-# The ids come sorted, so concurrent batches lock recipients in one order. `IS NOT NULL` lets
-# every lookup use the partial unique index uq_message_recipients_provider_id.
+# The ids come sorted and the pending upsert inserts in that order; the UPDATE locks recipients
+# in whatever order its join produces, so two batches (or a batch and a worker's write-back)
+# can deadlock: the writer retries a deadlocked batch whole (webhooks.batching). `IS NOT NULL`
+# lets every lookup use the partial unique index uq_message_recipients_provider_id.
 _RECORD_REPORTS = text(
     """
 WITH input AS (
