@@ -138,7 +138,8 @@ async def current_version(engine: AsyncEngine) -> int | None:
         exists = await conn.execute(text("SELECT to_regclass('bench_meta') IS NOT NULL"))
         if not exists.scalar_one():
             return None
-        return (await conn.execute(text("SELECT max(version) FROM bench_meta"))).scalar_one()
+        version = (await conn.execute(text("SELECT max(version) FROM bench_meta"))).scalar_one()
+        return int(version) if version is not None else None
 
 
 async def generate(engine: AsyncEngine, size: Size, password_hash: str) -> None:

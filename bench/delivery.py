@@ -12,7 +12,7 @@ import time
 import urllib.request
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 from sqlalchemy import text
 
 from bench.load import free_port
@@ -203,20 +203,20 @@ class Rig:
 async def naive_sequential(sandbox_url: str, n: int) -> float:
     """The seed's broadcastOutboundToMembers: one send after another. Seconds for n texts."""
     settings = get_settings()
-    session = create_http_client()
+    http = create_http_client()
     provider = build_provider(
         "sandbox",
         base_url=sandbox_url,
         twilio_account_sid=settings.twilio_account_sid,
         twilio_auth_token=settings.twilio_auth_token,
-        session=session,
+        http=http,
     )
     started = time.perf_counter()
     for i in range(n):
         await provider.send(OutboundSms(f"+1202{3000000 + i:07d}", "+13035550198", "Hi", None))
     elapsed = time.perf_counter() - started
     await provider.close()
-    await session.close()
+    await http.close()
     return elapsed
 
 

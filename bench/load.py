@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from bench.data import BENCH_EMAIL
 from bench.harness import BENCH_PASSWORD, Timing
