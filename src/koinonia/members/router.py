@@ -40,8 +40,9 @@ async def list_members(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Response:
-    """The church's members by id, filtered by `q`, `group_id`, `branch_id` and `consent`
-    (filters combine with AND; an id of another church's group or branch matches nothing)."""
+    """The church's members by id, or with `q` in search order (see `q`), filtered by
+    `group_id`, `branch_id` and `consent` (filters combine with AND; an id of another church's
+    group or branch matches nothing)."""
     items, next_cursor = await service.list_members(
         session,
         auth,
