@@ -1,5 +1,5 @@
 """The recurring scheduler against real commits: claims across transactions (SKIP LOCKED) are the
-point, so these tests use a committed church (recurring/livedb.py) instead of the rolled-back
+point, so these tests use a committed church (fixtures/live.py) instead of the rolled-back
 connection, and restrict the scheduler to it."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fixtures.live import LiveChurch, live_church
 from koinonia.delivery import scheduler
 from koinonia.delivery.scheduler import fire_due_schedules
 from koinonia.messages.service import billing_month
-from recurring.livedb import LiveChurch, live_church
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Welcome texts against real commits (a committed church, see recurring/livedb.py): the queue is
+"""Welcome texts against real commits (a committed church, see fixtures/live.py): the queue is
 `group_members.welcome_due_at`, claimed across transactions and across a restart."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fixtures.live import LiveChurch, live_church
 from koinonia.config import get_settings
 from koinonia.db import engine as db_engine
 from koinonia.delivery.scheduler import send_due_welcomes, welcome_content
 from koinonia.messages.service import billing_month
-from recurring.livedb import LiveChurch, live_church
 
 
 @pytest.fixture
