@@ -4,7 +4,7 @@ to the database)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +46,11 @@ class BrokenStore:
     async def incr(self, key: str, ttl_s: float, by: int = 1) -> int:
         raise ConnectionError("store down")
 
+    async def get_many_and_incr(
+        self, keys: Sequence[str], counter: str, ttl_s: float
+    ) -> tuple[list[bytes | None], int]:
+        raise ConnectionError("store down")
+
     async def ping(self) -> bool:
         return False
 
@@ -64,6 +69,11 @@ class DegradedStore(BrokenStore):
 
     async def incr(self, key: str, ttl_s: float, by: int = 1) -> int:
         return 0
+
+    async def get_many_and_incr(
+        self, keys: Sequence[str], counter: str, ttl_s: float
+    ) -> tuple[list[bytes | None], int]:
+        return [None] * len(keys), 0
 
 
 class BrokenCacheStore(MemoryStore):
@@ -85,6 +95,15 @@ class BrokenCacheStore(MemoryStore):
             raise ConnectionError("store down")
         return await super().incr(key, ttl_s, by)
 
+    async def get_many_and_incr(
+        self, keys: Sequence[str], counter: str, ttl_s: float
+    ) -> tuple[list[bytes | None], int]:
+        # One round trip for the authentication's reads: it fails or degrades as a whole, as
+        # RedisStore's does (answering nothing); here its cache key reads as absent, so the
+        # cache layer meets the failure itself, on its own read of the version.
+        values = [None if k.startswith("cache:") else await MemoryStore.get(self, k) for k in keys]
+        return values, await self.incr(counter, ttl_s)
+
 
 class DegradedCacheStore(BrokenCacheStore):
     """RedisStore's answers while Redis is down (for every key: the rate limit lets all in)."""
@@ -100,8 +119,10 @@ class DegradedCacheStore(BrokenCacheStore):
 
 
 @pytest.fixture
-def memory_store() -> Iterator[Store]:
-    yield init_store(None)
+def memory_store() -> Iterator[MemoryStore]:
+    store = init_store(None)
+    assert isinstance(store, MemoryStore)
+    yield store
     init_store(None)
 
 
@@ -117,6 +138,22 @@ async def test_second_read_is_a_hit(memory_store: Store) -> None:
     assert first == second == {"n": 1, "at": "2026-01-02T00:00:00+00:00"}
     assert loader.calls == 1
     assert metric("t.hit", "miss") == misses + 1 and metric("t.hit", "hit") == hits + 1
+
+
+async def test_a_process_serves_its_copy_while_the_version_is_current(
+    memory_store: MemoryStore,
+) -> None:
+    loader = Counted({"n": 1})
+    await cache.get_or_load("t.local", 1, 60, loader)
+    # The shared store lost the entry (evicted): this process still has it for its version.
+    await memory_store.delete(*(k for k in list(memory_store._data) if k.endswith(":t.local")))
+    assert await cache.get_or_load("t.local", 1, 60, loader) == {"n": 1}
+    assert loader.calls == 1
+    # Another process invalidates the church (its version moves in the shared store): the
+    # local copy, filed under the old version, is never served again.
+    await memory_store.incr(cache.version_key(1), 3600, by=7)
+    assert await cache.get_or_load("t.local", 1, 60, loader) == {"n": 1}
+    assert loader.calls == 2
 
 
 async def test_churches_variants_and_names_are_separate(memory_store: Store) -> None:
@@ -239,6 +276,52 @@ async def test_second_call_is_a_hit_without_sql(
     assert r1.json() == r2.json()
     assert len(stats_statements(first)) == 1
     assert stats_statements(second) == [] and second.count == 1  # auth only
+
+
+class CountingStore(MemoryStore):
+    """Counts the store operations (each one round trip to Redis)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    async def get(self, key: str) -> bytes | None:
+        self.calls.append("get")
+        return await super().get(key)
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        self.calls.append("set")
+        await super().set(key, value, ttl_s)
+
+    async def incr(self, key: str, ttl_s: float, by: int = 1) -> int:
+        self.calls.append("incr")
+        return await super().incr(key, ttl_s, by)
+
+    async def get_many_and_incr(
+        self, keys: Sequence[str], counter: str, ttl_s: float
+    ) -> tuple[list[bytes | None], int]:
+        self.calls.append("get_many_and_incr")
+        return [await MemoryStore.get(self, k) for k in keys], await MemoryStore.incr(
+            self, counter, ttl_s
+        )
+
+
+async def test_a_cached_read_costs_one_store_round_trip(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    import koinonia.kit.store as store_module
+
+    store = CountingStore()
+    store_module._store = store  # replaced after the client fixture's init_store
+    try:
+        assert (await client.get("/api/v1/stats/summary", headers=tenant.headers)).is_success
+        store.calls.clear()
+        assert (await client.get("/api/v1/stats/summary", headers=tenant.headers)).is_success
+        # Session, cache version and the church's request count together; the document from
+        # this process's copy for that version.
+        assert store.calls == ["get_many_and_incr"]
+    finally:
+        store_module._store = MemoryStore()
 
 
 async def test_a_write_invalidates(

@@ -17,12 +17,16 @@ from koinonia.auth.context import AuthContext
 from koinonia.kit.store import get_store
 
 
-def _key(session_id: str) -> str:
+def key(session_id: str) -> str:
     return f"auth:{session_id}"
 
 
 async def get(session_id: str) -> AuthContext | None:
-    raw = await get_store().get(_key(session_id))
+    return decode(await get_store().get(key(session_id)))
+
+
+def decode(raw: bytes | None) -> AuthContext | None:
+    """The context stored under `key(...)`, or None (absent or unreadable)."""
     if raw is None:
         return None
     try:
@@ -47,8 +51,8 @@ async def put(ctx: AuthContext, ttl_s: float) -> None:
         "subscription_status": ctx.subscription_status,
         "trial_ends_at": ctx.trial_ends_at.isoformat() if ctx.trial_ends_at else None,
     }
-    await get_store().set(_key(ctx.session_id), orjson.dumps(data), ttl_s)
+    await get_store().set(key(ctx.session_id), orjson.dumps(data), ttl_s)
 
 
 async def forget(session_ids: Iterable[str]) -> None:
-    await get_store().delete(*(_key(s) for s in session_ids))
+    await get_store().delete(*(key(s) for s in session_ids))

@@ -14,6 +14,7 @@ from koinonia.auth.context import AuthContext
 from koinonia.auth.repository import AuthRepository
 from koinonia.config import Settings, get_settings
 from koinonia.db.session import autocommit_reads, request_session
+from koinonia.kit import cache
 from koinonia.kit.errors import Forbidden, RateLimited, Unauthorized
 from koinonia.kit.store import get_store
 
@@ -72,7 +73,16 @@ async def current_auth(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> AuthContext:
     claims = verified_claims(settings, bearer_token(credentials))
-    ctx = await context_cache.get(claims.session_id)
+    # Who the session is, the church's cache version (for cached reads later in the request)
+    # and its request count, in one store round trip. (The token's church: a genuine token,
+    # even of an ended session, counts for its church.)
+    (raw, version), used = await get_store().get_many_and_incr(
+        [context_cache.key(claims.session_id), cache.version_key(claims.church_id)],
+        _church_window_key(claims.church_id),
+        61,
+    )
+    cache.use_request_version(claims.church_id, version)
+    ctx = context_cache.decode(raw)
     if ctx is None or ctx.admin_id != claims.admin_id:
         ctx = await AuthRepository(session).load_context(
             session_id=claims.session_id, admin_id=claims.admin_id
@@ -81,19 +91,18 @@ async def current_auth(
             await context_cache.put(ctx, settings.auth_cache_ttl_s)
     if ctx is None or ctx.church_id != claims.church_id:
         raise Unauthorized("session ended; log in again", code="session_revoked")
-    await _church_rate_limit(ctx.church_id, settings)
-    request.state.church_id = ctx.church_id
-    return ctx
-
-
-async def _church_rate_limit(church_id: int, settings: Settings) -> None:
-    """Fixed one-minute window per church, shared across processes through the store."""
-    window = int(time.time() // 60)
-    used = await get_store().incr(f"rl:church:{church_id}:{window}", 61)
     if used > settings.church_rate_limit_per_min:
         raise RateLimited(
             "too many requests for this church; slow down", retry_after=60 - int(time.time() % 60)
         )
+    request.state.church_id = ctx.church_id
+    return ctx
+
+
+def _church_window_key(church_id: int) -> str:
+    """The church's request counter: a fixed one-minute window, shared across processes
+    through the store."""
+    return f"rl:church:{church_id}:{int(time.time() // 60)}"
 
 
 async def primary_admin(auth: Annotated[AuthContext, Depends(current_auth)]) -> AuthContext:

@@ -10,6 +10,11 @@ Versions move by random steps, and a missing version (never set, expired, evicte
 at a random value too: a version number is never reused, so an entry written under an older
 incarnation of the counter can never be read back as current.
 
+Each process also keeps the documents it read or loaded, by their versioned key, for a few
+seconds (`_LOCAL_TTL_S`): an entry's key names its version, and the version is always read from
+the store, so a local copy can only be served while its version is current; it saves the second
+store round trip of a hit.
+
 Every store failure degrades to the loader (the database), never to an error: a broken Redis
 makes the cache a pass-through. Lookups are counted in `koinonia_cache_requests_total{name,
 result}` with result `hit`, `miss` or `error` (store unavailable: loaded, not cached).
@@ -18,7 +23,9 @@ result}` with result `hit`, `miss` or `error` (store unavailable: loaded, not ca
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -37,9 +44,42 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 Loader = Callable[[], Awaitable[Any]]
 
+# Documents this process read or loaded: versioned key -> (monotonic expiry, JSON bytes).
+_LOCAL_TTL_S = 5.0
+_LOCAL_MAX = 2048
+_local: dict[str, tuple[float, bytes]] = {}
 
-def _version_key(church_id: int) -> str:
+
+def _local_get(key: str) -> bytes | None:
+    item = _local.get(key)
+    if item is None:
+        return None
+    if item[0] < time.monotonic():
+        _local.pop(key, None)
+        return None
+    return item[1]
+
+
+def _local_put(key: str, value: bytes, ttl_s: float) -> None:
+    if len(_local) >= _LOCAL_MAX:
+        _local.clear()  # small documents, refilled in one read each: no LRU bookkeeping
+    _local[key] = (time.monotonic() + min(ttl_s, _LOCAL_TTL_S), value)
+
+
+def version_key(church_id: int) -> str:
     return f"cache:v:{church_id}"
+
+
+# The church's version as read at the start of this request, with its authentication (one store
+# round trip for both: auth.deps). Request-scoped: a context variable set in the request's task.
+_request_version: ContextVar[tuple[int, bytes | None] | None] = ContextVar(
+    "cache_request_version", default=None
+)
+
+
+def use_request_version(church_id: int, raw: bytes | None) -> None:
+    """This request read the church's version already (raw store value, None when absent)."""
+    _request_version.set((church_id, raw))
 
 
 def _entry_key(name: str, variant: str, church_id: int, version: int) -> str:
@@ -63,10 +103,13 @@ def _encode(value: Any) -> bytes:
 
 async def _current_version(store: Store, church_id: int) -> int | None:
     """The church's cache version; None when the store cannot say (then nothing is cached)."""
-    raw = await store.get(_version_key(church_id))
+    read = _request_version.get()
+    raw = read[1] if read is not None and read[0] == church_id else None
+    if raw is None:
+        raw = await store.get(version_key(church_id))
     if raw is not None:
         return int(raw)
-    started = await store.incr(_version_key(church_id), VERSION_TTL_S, by=_step())
+    started = await store.incr(version_key(church_id), VERSION_TTL_S, by=_step())
     return started or None  # RedisStore answers 0 when Redis is down
 
 
@@ -86,7 +129,11 @@ async def get_or_load_json(
         version = await _current_version(store, church_id)
         if version is not None:
             key = _entry_key(name, variant, church_id, version)
-            cached = await store.get(key)
+            cached = _local_get(key)
+            if cached is None:
+                cached = await store.get(key)
+                if cached is not None:
+                    _local_put(key, cached, ttl_s)
             if cached is not None:
                 CACHE.labels(name, "hit").inc()
                 return cached
@@ -96,6 +143,7 @@ async def get_or_load_json(
     CACHE.labels(name, "miss" if key is not None else "error").inc()
     value = _encode(await loader())
     if key is not None:
+        _local_put(key, value, ttl_s)
         try:
             await store.set(key, value, ttl_s)
         except Exception as exc:
@@ -115,6 +163,6 @@ async def invalidate_church(church_id: int) -> None:
     the change is committed (a reader between the bump and the commit would cache old data
     under the new version). Never raises: a store outage is logged and the TTLs take over."""
     try:
-        await get_store().incr(_version_key(church_id), VERSION_TTL_S, by=_step())
+        await get_store().incr(version_key(church_id), VERSION_TTL_S, by=_step())
     except Exception as exc:
         log.warning("cache_unavailable", op="invalidate", church_id=church_id, error=repr(exc))

@@ -8,6 +8,7 @@ and the caller falls back to the database (caches) or lets the request through (
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
 from koinonia.kit.logging import log
@@ -18,6 +19,13 @@ class Store(Protocol):
     async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
     async def delete(self, *keys: str) -> None: ...
     async def incr(self, key: str, ttl_s: float, by: int = 1) -> int: ...
+    async def get_many_and_incr(
+        self, keys: Sequence[str], counter: str, ttl_s: float
+    ) -> tuple[list[bytes | None], int]:
+        """`get` of each key and `incr(counter, ttl_s)` in one round trip (a request's hot
+        path: who the session is, the church's cache version, its request count)."""
+        ...
+
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
 
@@ -65,6 +73,11 @@ class MemoryStore:
             return by
         self._data[key] = (item[0], current + by)
         return current + by
+
+    async def get_many_and_incr(
+        self, keys: Sequence[str], counter: str, ttl_s: float
+    ) -> tuple[list[bytes | None], int]:
+        return [await self.get(k) for k in keys], await self.incr(counter, ttl_s)
 
     async def ping(self) -> bool:
         return True
@@ -121,6 +134,21 @@ class RedisStore:
         except Exception as exc:
             self._degraded("incr", exc)
             return 0
+
+    async def get_many_and_incr(
+        self, keys: Sequence[str], counter: str, ttl_s: float
+    ) -> tuple[list[bytes | None], int]:
+        try:
+            # Not a transaction: the reads and the count are independent; one round trip.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.mget([self._prefix + k for k in keys])
+                pipe.incrby(self._prefix + counter, 1)
+                pipe.pexpire(self._prefix + counter, max(int(ttl_s * 1000), 1), nx=True)
+                values, used, _ = await pipe.execute()
+            return [v.encode() if isinstance(v, str) else v for v in values], int(used)
+        except Exception as exc:
+            self._degraded("get_many_and_incr", exc)
+            return [None] * len(keys), 0
 
     async def ping(self) -> bool:
         try:
