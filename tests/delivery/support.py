@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fixtures.factories import Tenant
+from koinonia.config import Settings
 from koinonia.delivery.dispatcher import Dispatcher
 from koinonia.messages.service import enqueue
 from koinonia.models import Church
@@ -94,6 +95,15 @@ async def deliver_all(
             return
         assert time.monotonic() < deadline, "delivery did not finish in time"
         await asyncio.sleep(0.02)
+
+
+async def deliver_with(settings: Settings, session: AsyncSession, message_id: int) -> None:
+    """A fresh dispatcher delivers the message to the end (retries included), then closes."""
+    dispatcher = Dispatcher(settings)
+    try:
+        await deliver_all(dispatcher, session, message_id)
+    finally:
+        await dispatcher.close()
 
 
 def sent_phones(sandbox: RunningSandbox, from_: str | None = None) -> list[str]:

@@ -16,6 +16,7 @@ from delivery.support import (
     assert_rate,
     counted,
     deliver_all,
+    deliver_with,
     message_status,
     send_to_all,
     sent_phones,
@@ -163,11 +164,9 @@ async def test_rate_limit_storm_and_server_errors_are_retried_until_sent(
         {"rate_limit_mps": 40, "rate_limit_burst": 1, "transient_failure_rate": 0.2}
     )
     b = await broadcast(60)
-    dispatcher = Dispatcher(make_settings(send_rate_per_number=60.0, max_attempts=10))
-    try:
-        await deliver_all(dispatcher, committed_session, b.message_id)
-    finally:
-        await dispatcher.close()
+    await deliver_with(
+        make_settings(send_rate_per_number=60.0, max_attempts=10), committed_session, b.message_id
+    )
 
     assert set(await statuses(committed_session, b.message_id)) <= {"sent", "delivered"}
     stats = sandbox.carrier.stats()
@@ -229,11 +228,7 @@ async def test_unsubscribed_recipient_fails_and_opts_the_member_out(
     b = await broadcast(3)
     phone = (await _phones(committed_session, b.member_ids[:1]))[0]
     sandbox.carrier.update_config({"opted_out_numbers": [phone]})
-    dispatcher = Dispatcher(make_settings())
-    try:
-        await deliver_all(dispatcher, committed_session, b.message_id)
-    finally:
-        await dispatcher.close()
+    await deliver_with(make_settings(), committed_session, b.message_id)
     row = await _one(
         committed_session,
         "SELECT r.status, r.attempts, r.error_code, m.consent, m.consent_source,"
@@ -314,11 +309,7 @@ async def test_telnyx_church_sends_through_the_telnyx_adapter(
     committed_session: AsyncSession,
 ) -> None:
     b = await broadcast(3, provider="telnyx")
-    dispatcher = Dispatcher(make_settings())
-    try:
-        await deliver_all(dispatcher, committed_session, b.message_id)
-    finally:
-        await dispatcher.close()
+    await deliver_with(make_settings(), committed_session, b.message_id)
     sent = list(sandbox.carrier.messages)
     assert {m.carrier for m in sent} == {"telnyx"} and len(sent) == 3
     assert {m.status_callback for m in sent} == {
@@ -395,11 +386,7 @@ async def test_send_rate_per_number_is_held_within_5_percent(
     # clock readings; they are not what this test measures.
     sandbox.carrier.update_config({"delivery_delay_ms": 60_000})
     b = await broadcast(101)
-    dispatcher = Dispatcher(make_settings(send_rate_per_number=rate))
-    try:
-        await deliver_all(dispatcher, committed_session, b.message_id)
-    finally:
-        await dispatcher.close()
+    await deliver_with(make_settings(send_rate_per_number=rate), committed_session, b.message_id)
     assert_rate(sandbox, rate, expected=101)
 
 
@@ -463,11 +450,9 @@ async def test_a_text_that_timed_out_for_good_stays_counted(
     # The carrier answers too late: it may well have taken the texts, so nothing is refunded.
     sandbox.carrier.update_config({"latency_ms": 400})
     b = await broadcast(3)
-    dispatcher = Dispatcher(make_settings(sms_timeout_s=0.1, max_attempts=1))
-    try:
-        await deliver_all(dispatcher, committed_session, b.message_id)
-    finally:
-        await dispatcher.close()
+    await deliver_with(
+        make_settings(sms_timeout_s=0.1, max_attempts=1), committed_session, b.message_id
+    )
     assert await counted(committed_session, b.message_id) == {"failed": 3}
     assert await _texts_used(committed_session, b.church.church_id) == 3
 
@@ -489,11 +474,7 @@ async def test_a_rejection_after_an_earlier_attempt_stays_counted(
     )
     await committed_session.commit()
     sandbox.carrier.update_config({"permanent_failure_rate": 1.0})
-    dispatcher = Dispatcher(make_settings())
-    try:
-        await deliver_all(dispatcher, committed_session, b.message_id)
-    finally:
-        await dispatcher.close()
+    await deliver_with(make_settings(), committed_session, b.message_id)
     assert await counted(committed_session, b.message_id) == {"failed": 2}
     assert await _texts_used(committed_session, b.church.church_id) == 2
 
