@@ -21,12 +21,9 @@ def key(session_id: str) -> str:
     return f"auth:{session_id}"
 
 
-async def get(session_id: str) -> AuthContext | None:
-    return decode(await get_store().get(key(session_id)))
-
-
 def decode(raw: bytes | None) -> AuthContext | None:
-    """The context stored under `key(...)`, or None (absent or unreadable)."""
+    """The context stored under `key(...)` (read by auth.deps together with the request's other
+    store reads), or None (absent or unreadable)."""
     if raw is None:
         return None
     try:
