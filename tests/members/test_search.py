@@ -7,6 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fixtures.factories import Tenant
+from koinonia.kit.pagination import encode_cursor
 
 PEOPLE = [
     ("José", "García", "+13035550101"),
@@ -97,11 +98,13 @@ async def test_ranked_pagination_walks_everything_once(
         if not cursor:
             break
     assert len(seen) == len(set(seen)) == 23
-    # An id-only cursor is rejected for a search, not silently misread.
-    r = await client.get(
-        "/api/v1/members", params={"q": "jo", "cursor": "WzFd"}, headers=tenant.headers
-    )
-    assert r.status_code == 422
+    # An id-only cursor, or one naming no search tier, is rejected, not silently misread.
+    for bad in ("WzFd", encode_cursor([0, "jo", 1]), encode_cursor([99, "jo", 1])):
+        r = await client.get(
+            "/api/v1/members", params={"q": "jo", "cursor": bad}, headers=tenant.headers
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["fields"] == {"cursor": "malformed cursor"}
 
 
 async def test_last_name_first_and_tiers_in_order_across_pages(

@@ -8,10 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koinonia.auth.context import AuthContext
 from koinonia.db.session import autocommit_reads
 from koinonia.kit.db import constraint_of
-from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached
+from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached, ValidationFailed
 from koinonia.kit.pagination import decode_cursor, page_of
 from koinonia.kit.tenancy import lock_church
-from koinonia.members.repository import MemberFilter, MemberRepository, SearchAfter
+from koinonia.members.repository import TIERS, MemberFilter, MemberRepository, SearchAfter
 from koinonia.members.schemas import (
     Consent,
     MemberCreate,
@@ -75,6 +75,8 @@ async def list_members(
         return [dict(zip(LISTED, r, strict=True)) for r in items], next_cursor
     # A search pages by (tier, key, id): the cursor holds where the last page ended.
     ranked = decode_cursor(cursor, int, str, int)
+    if ranked and ranked[0] not in TIERS:
+        raise ValidationFailed.field("cursor", "malformed cursor")
     rows = await repo.search(
         q, LISTED, after=SearchAfter(*ranked) if ranked else None, limit=limit, where=where
     )
