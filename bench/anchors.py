@@ -19,11 +19,13 @@ product):
   UPDATE of the recipient by provider id, committed before answering (no signature check,
   no forward-only rule, no group commit: one transaction per report).
 
-Each has `/healthz`. (No `from __future__ import annotations` here: FastAPI must evaluate the
-endpoints' annotations, and the session dependency is local to the app factory.) Run by the bench as `python -m bench.anchors NAME --port N`, which calls
-`koinonia.cli.serve` with `uvicorn.run` pointed at the anchor's factory instead of ours, so
-every uvicorn setting (loop, HTTP parser, timeouts, log level, worker count) is the one our
+Each has `/healthz`. The bench runs them as `python -m bench.anchors NAME --port N`, which
+calls `koinonia.cli.serve` with `uvicorn.run` pointed at the anchor's factory instead of ours,
+so every uvicorn setting (loop, HTTP parser, timeouts, log level, worker count) is the one our
 API runs with, now and after any change to `serve`.
+
+No `from __future__ import annotations` here: FastAPI evaluates the endpoints' annotations,
+and the session dependency they name is local to the app factory.
 """
 
 import argparse
