@@ -1,5 +1,6 @@
 """Load against a real API process: `koinonia serve` (one uvicorn process, pool 30) in a
-subprocess, driven by aiohttp clients from this process. Loopback only, bounded in time."""
+subprocess, driven by aiohttp clients from this process, and the same for the bare anchor apps
+(bench.anchors) the load rows are judged against. Loopback only, bounded in time."""
 
 from __future__ import annotations
 

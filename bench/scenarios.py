@@ -404,7 +404,8 @@ def registry(engine: AsyncEngine, api: Api, size: Size, runs: int) -> list[Scena
 
 
 async def load_scenarios(engine: AsyncEngine, size: Size, seconds: float) -> list[Result]:
-    """Throughput and concurrency against a real API process (SPEC §5, last three rows)."""
+    """Throughput and concurrency against a real API process (SPEC §5), each load row beside
+    its anchor app (bench.anchors) measured just before it, judged as ours/anchor."""
     from bench import load
     from koinonia.config import get_settings
     from koinonia.db.embedded import database_url
@@ -502,7 +503,6 @@ async def load_scenarios(engine: AsyncEngine, size: Size, seconds: float) -> lis
             return load.twilio_status_request(base, provider_ids, settings.twilio_auth_token, path)
 
         bare = await anchored("reports", 64, lambda base: reports(base, "/status"))
-        server.peak_rss_mb = 0.0
         hooks = await load.drive(server, clients=64, seconds=seconds, request=reports(server.url))
         rows.append(
             _anchored_row(
