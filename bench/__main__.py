@@ -80,6 +80,9 @@ async def run_size(
             row["size"] = size.name
             rows.append(row)
             log(f"    {row['operation']}: {row['ours']}")
+            if "anchor" in row:
+                log(f"    anchor {row['anchor']}")
+                log(f"    ours/anchor {_vs_anchor(row)}")
     await engine.dispose()
     return rows
 
@@ -111,15 +114,30 @@ def _fmt(r: dict[str, Any] | None, key: str = "p95_ms") -> str:
     return ", ".join(parts)
 
 
+def _vs_anchor(r: dict[str, Any]) -> str:
+    """ours/anchor in requests per second, against the goal when the row has one."""
+    if "ratio_to_anchor" not in r:
+        return "—"
+    ratio = f"{r['ratio_to_anchor']}×"
+    if "ratio_goal" in r:
+        ratio += f" (goal ≥ {r['ratio_goal']}×: {'met' if r['ratio_met'] else '**not met**'})"
+    if "cpu_ratio_anchor_over_ours" in r:
+        ratio += f"; anchor CPU/request ÷ ours {r['cpu_ratio_anchor_over_ours']}"
+    return ratio
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     out = [
-        "| size | operation | seed current → target | our goal | ours | naive | naive/ours (p50) |",
-        "|---|---|---|---|---|---|---|",
+        "| size | operation | seed current → target | our goal | ours | naive | naive/ours (p50) "
+        "| anchor (same run) | ours/anchor |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        anchor = r.get("anchor")
+        shown = f"{anchor['app']}: {_fmt(anchor)}" if anchor else "—"
         out.append(
             f"| {r['size']} | {r['operation']} | {r['seed']} | {r['goal']} | {_fmt(r['ours'])} "
-            f"| {_fmt(r.get('naive'))} | {r.get('ratio_p50', '—')} |"
+            f"| {_fmt(r.get('naive'))} | {r.get('ratio_p50', '—')} | {shown} | {_vs_anchor(r)} |"
         )
     return "\n".join(out)
 

@@ -1,5 +1,6 @@
 """Load against a real API process: `koinonia serve` (one uvicorn process, pool 30) in a
-subprocess, driven by aiohttp clients from this process. Loopback only, bounded in time."""
+subprocess, driven by aiohttp clients from this process, and the same for the bare anchor apps
+(bench.anchors) the load rows are judged against. Loopback only, bounded in time."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ import psutil  # type: ignore[import-untyped]
 from bench.data import BENCH_EMAIL
 from bench.harness import BENCH_PASSWORD, Timing
 
+ROOT = Path(__file__).resolve().parent.parent  # the repository: where `bench` imports from
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -31,9 +34,11 @@ def free_port() -> int:
 
 
 class Server:
-    """`koinonia serve` on a free port against `database_url`; peak RSS sampled while up."""
+    """`koinonia serve` on a free port against `database_url`; peak RSS sampled while up.
+    With `anchor`, the bare app of that name (bench.anchors) in its place, run the same way."""
 
-    def __init__(self, database_url: str, **env: str) -> None:
+    def __init__(self, database_url: str, *, anchor: str | None = None, **env: str) -> None:
+        self.anchor = anchor
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -42,6 +47,10 @@ class Server:
             "KOINONIA_ENV": "production",
             "KOINONIA_PUBLIC_URL": self.url,
             "KOINONIA_CHURCH_RATE_LIMIT_PER_MIN": "100000000",
+            # bench.anchors must import however the bench itself was started.
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -52,8 +61,9 @@ class Server:
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
             prefix="koinonia-bench-api-", suffix=".log"
         )
+        module = ["bench.anchors", self.anchor] if self.anchor else ["koinonia.cli", "serve"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "koinonia.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", *module, "--port", str(self.port)],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=self.log,
@@ -153,6 +163,7 @@ async def drive(
         "seconds": round(elapsed, 1),
         "requests": total,
         "per_s": f"{total / elapsed:.0f} req/s",
+        "rate": round(total / elapsed, 1),
         "api_cpu_us_per_request": round(cpu / total * 1e6) if total else None,
         "errors": errors,
         **timing.summary(),
@@ -178,12 +189,15 @@ async def pool_metrics(base: str) -> dict[str, float]:
 
 
 def twilio_status_request(
-    base: str, provider_ids: list[str], auth_token: str
+    base: str,
+    provider_ids: list[str],
+    auth_token: str,
+    path: str = "/api/v1/webhooks/twilio/status",
 ) -> Callable[..., Any]:
     """A signed Twilio status callback for a random known provider id."""
     from koinonia.sms.signatures import TWILIO_SIGNATURE_HEADER, twilio_signature
 
-    url = base + "/api/v1/webhooks/twilio/status"
+    url = base + path
 
     def request(session: aiohttp.ClientSession, rng: random.Random) -> Any:
         form = {

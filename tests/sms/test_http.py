@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from koinonia.sms.http import HttpClient, HttpError
+from koinonia.sms import OutboundSms
+from koinonia.sms.http import MAX_BODY, HttpClient, HttpError
+from koinonia.sms.twilio import TwilioProvider
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -97,6 +102,7 @@ async def test_posts_the_prepared_head_and_body_and_reuses_the_connection(
     assert lines[0] == b"POST /send?x=1 HTTP/1.1"
     assert b"Authorization: Basic abc" in lines
     assert b"Content-Length: 7" in lines
+    assert b"Accept-Encoding: identity" in lines  # what we can read: a plain body
     assert any(line.startswith(b"Host: 127.0.0.1:") for line in lines)
     assert body == b"To=%2B1"
 
@@ -277,3 +283,196 @@ async def test_prepare_refuses_what_it_cannot_send() -> None:
     prepared = HttpClient.prepare("https://api.twilio.com/2010-04-01/M.json", {})
     assert prepared.origin == ("https", "api.twilio.com", 443)
     assert prepared.head.startswith(b"POST /2010-04-01/M.json HTTP/1.1\r\nHost: api.twilio.com\r\n")
+
+
+# --- codings ---------------------------------------------------------------------------------
+
+SID = b'{"sid": "SM1", "status": "queued"}'
+
+
+def chunked(body: bytes, size: int = 7) -> bytes:
+    parts = [
+        b"%x\r\n%b\r\n" % (len(body[i : i + size]), body[i : i + size])
+        for i in range(0, len(body), size)
+    ]
+    return b"".join(parts) + b"0\r\n\r\n"
+
+
+def raw_deflate(body: bytes) -> bytes:
+    """Deflate without the zlib wrapper, as some servers send `Content-Encoding: deflate`."""
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return packer.compress(body) + packer.flush()
+
+
+async def exchange(
+    serve: Callable[[Handler], Awaitable[RawServer]], raw: bytes, *, close: bool
+) -> tuple[RawServer, HttpClient, Any]:
+    """POST twice to a server answering `raw` (closing after it when `close`); the first
+    answer, or the exception it raised."""
+
+    async def scripted(_request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(raw)
+        await writer.drain()
+        return not close
+
+    server = await serve(scripted)
+    client = HttpClient()
+    try:
+        return server, client, await client.post(client.prepare(server.url, {}), b"x", within_s=5)
+    except HttpError as exc:
+        return server, client, exc
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "close"),
+    [
+        # Content-Encoding, framed by Content-Length or chunks.
+        ("Content-Encoding: gzip", gzip.compress(SID), False),
+        ("Content-Encoding: x-gzip", gzip.compress(SID), False),
+        ("Content-Encoding: deflate", zlib.compress(SID), False),
+        ("Content-Encoding: deflate", raw_deflate(SID), False),  # raw deflate, as IIS sends
+        ("Content-Encoding: GZIP, identity", gzip.compress(SID), False),
+        (
+            "Content-Encoding: deflate\r\nContent-Encoding: gzip",
+            gzip.compress(zlib.compress(SID)),
+            False,
+        ),
+        (
+            "Content-Encoding: gzip",
+            gzip.compress(SID[:10]) + gzip.compress(SID[10:]),
+            False,
+        ),  # two members
+        (
+            "Transfer-Encoding: chunked\r\nContent-Encoding: gzip",
+            chunked(gzip.compress(SID)),
+            False,
+        ),
+        # Transfer codings before a final chunked: llhttp de-chunks, we undo the rest.
+        ("Transfer-Encoding: gzip, chunked", chunked(gzip.compress(SID)), False),
+        (
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",
+            chunked(gzip.compress(SID)),
+            False,
+        ),
+        (
+            "Transfer-Encoding: deflate, chunked\r\nContent-Encoding: gzip",
+            chunked(zlib.compress(gzip.compress(SID))),
+            False,
+        ),
+        # A transfer coding without chunked: the body ends with the connection.
+        ("Transfer-Encoding: gzip", gzip.compress(SID), True),
+        ("Transfer-Encoding: identity", SID, True),
+    ],
+    ids=lambda value: value.replace("\r\n", " + ") if isinstance(value, str) else "",
+)
+async def test_compressed_answers_are_decoded_whatever_the_coding_header(
+    serve: Callable[[Handler], Awaitable[RawServer]], headers: str, body: bytes, close: bool
+) -> None:
+    framing = "" if "Transfer-Encoding" in headers else f"Content-Length: {len(body)}\r\n"
+    raw = f"HTTP/1.1 201 Created\r\n{framing}{headers}\r\n\r\n".encode() + body
+    _, _, response = await exchange(serve, raw, close=close)
+    assert not isinstance(response, Exception), response
+    assert (response.status, response.body) == (201, SID)
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (
+            b"HTTP/1.1 201 X\r\nTransfer-Encoding: br, chunked\r\n\r\n" + chunked(b"xyz"),
+            "unsupported transfer coding 'br'",
+        ),
+        (
+            b"HTTP/1.1 201 X\r\nTransfer-Encoding: compress\r\n\r\nxyz",
+            "unsupported transfer coding 'compress'",
+        ),
+        (
+            b"HTTP/1.1 201 X\r\nTransfer-Encoding: chunked, gzip\r\n\r\n" + chunked(b"xyz"),
+            "chunked is not the final",
+        ),
+        (
+            b"HTTP/1.1 201 X\r\nContent-Length: 3\r\nContent-Encoding: zstd\r\n\r\nxyz",
+            "unsupported content coding 'zstd'",
+        ),
+        (
+            b"HTTP/1.1 201 X\r\nContent-Length: 3\r\nContent-Encoding: gzip\r\n\r\nxyz",
+            "undecodable gzip body",
+        ),
+        (
+            b"HTTP/1.1 201 X\r\nContent-Length: 12\r\nContent-Encoding: gzip\r\n\r\n"
+            + gzip.compress(SID)[:12],
+            "undecodable gzip body",
+        ),
+        (
+            b"HTTP/1.1 201 X\r\nContent-Length: 3\r\nContent-Encoding: deflate\r\n\r\nxyz",
+            "undecodable deflate body",
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+async def test_codings_that_cannot_be_read_are_transport_errors_that_say_why(
+    serve: Callable[[Handler], Awaitable[RawServer]], raw: bytes, error: str
+) -> None:
+    _, _, response = await exchange(serve, raw, close=False)
+    assert isinstance(response, HttpError)
+    assert error in str(response)
+
+
+async def test_a_decoded_body_is_held_to_the_size_limit(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    bomb = gzip.compress(b" " * (MAX_BODY + 1))  # ~1 kB that inflates past the limit
+    raw = b"HTTP/1.1 201 X\r\nContent-Length: %d\r\nContent-Encoding: gzip\r\n\r\n%b" % (
+        len(bomb),
+        bomb,
+    )
+    _, _, response = await exchange(serve, raw, close=False)
+    assert isinstance(response, HttpError)
+    assert "too large" in str(response)
+    # The same limit on a plain body says so too (it used to read "User callback error").
+    big = b"HTTP/1.1 201 X\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1) + b" " * (MAX_BODY + 1)
+    _, _, response = await exchange(serve, big, close=False)
+    assert isinstance(response, HttpError)
+    assert "too large" in str(response)
+
+
+async def test_a_connection_is_reused_after_a_decoded_answer(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    body = chunked(gzip.compress(SID))
+
+    async def gzipped(_request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 201 X\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" + body)
+        return True
+
+    server = await serve(gzipped)
+    client = HttpClient()
+    request = client.prepare(server.url, {})
+    try:
+        answers = [await client.post(request, b"x", within_s=5) for _ in range(3)]
+    finally:
+        await client.close()
+    assert [a.body for a in answers] == [SID] * 3
+    assert server.connections == 1
+
+
+async def test_twilio_accepting_a_text_with_a_gzip_answer_is_a_sent_text(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    """The symptom: Twilio's 201 arrived gzip-compressed and the text was recorded as failed."""
+    body = gzip.compress(b'{"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"}')
+
+    async def compressing(_request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(answer(201, body, "Content-Encoding: gzip", "Content-Type: application/json"))
+        return True
+
+    server = await serve(compressing)
+    provider = TwilioProvider("AC" + "1" * 32, "token", base_url=server.url.removesuffix("/send"))
+    try:
+        result = await provider.send(OutboundSms("+12025550001", "+15550100100", "Hi", None))
+    finally:
+        await provider.close()
+    assert result.provider_id == "SM0123456789abcdef0123456789abcdef"
+    assert result.error_code is None

@@ -14,10 +14,18 @@ closed instead of reused (checked when the next request to that origin picks one
 Responses are parsed by llhttp (httptools, the C parser uvicorn uses): Content-Length,
 chunked and close-delimited bodies, `Connection: close`, interim 1xx answers.
 
+Codings: requests say `Accept-Encoding: identity`, but a server may compress anyway (an
+accepted text's answer must still be read, or the text is recorded as failed), so gzip and
+deflate are decoded wherever they appear: in `Content-Encoding`, and in `Transfer-Encoding`
+before a final `chunked` (llhttp removes the chunking) or alone (the body then ends with the
+connection, as RFC 9112 §6.3 says). Any other coding, or `chunked` anywhere but last, cannot
+be read: the exchange fails with an HttpError naming the coding (a transient result, like a
+reset). Decoded bodies are held to the same size limit as plain ones. A body without codings
+costs nothing extra.
+
 What it does not do, because the adapters need none of it: redirects, proxies, cookies,
-compression (no Accept-Encoding is sent), request streaming. A request is never retried: a
-POST may have been acted on, and a transport failure is a transient result the dispatcher
-retries with backoff, as it did with aiohttp.
+request streaming. A request is never retried: a POST may have been acted on, and a transport
+failure is a transient result the dispatcher retries with backoff, as it did with aiohttp.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import asyncio
 import contextlib
 import ssl
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from typing import cast
@@ -35,6 +44,8 @@ import httptools
 
 MAX_BODY = 1 << 20  # a provider's answer is a few hundred bytes; more is a broken server
 USER_AGENT = "koinonia"
+# Codings this client can undo (the names RFC 9110 §8.4.1 registers, and identity).
+_DECODABLE = frozenset((b"gzip", b"x-gzip", b"deflate", b"identity"))
 
 
 class HttpError(Exception):
@@ -70,6 +81,12 @@ class _Connection(asyncio.Protocol):
         self._retry_after: str | None = None
         self._headers_done = False
         self._delimited = False  # Content-Length or chunked: the body's end is in the message
+        self._has_length = False
+        # Codings named by Transfer-Encoding / Content-Encoding, in the order the server
+        # applied them; None when the header is absent (the common case costs nothing).
+        self._transfer: list[bytes] | None = None
+        self._content: list[bytes] | None = None
+        self._codings: list[bytes] | None = None  # what the body needs undone, in applied order
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -85,7 +102,11 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(HttpError(f"malformed response: {exc}"))
+            # An HttpError raised by a callback below arrives wrapped in "User callback error".
+            cause = exc.__context__
+            self._fail(
+                cause if isinstance(cause, HttpError) else HttpError(f"malformed response: {exc}")
+            )
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -104,11 +125,37 @@ class _Connection(asyncio.Protocol):
         lowered = name.lower()
         if lowered == b"retry-after":
             self._retry_after = value.decode("latin-1").strip()
-        elif lowered in (b"content-length", b"transfer-encoding"):
-            self._delimited = True
+        elif lowered == b"content-length":
+            self._has_length = True
+        elif lowered == b"transfer-encoding":
+            # Repeated headers are one list (RFC 9110 §5.3), as llhttp reads them.
+            self._transfer = (self._transfer or []) + _coding_names(value)
+        elif lowered == b"content-encoding":
+            self._content = (self._content or []) + _coding_names(value)
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
+        transfer, content = self._transfer, self._content
+        if transfer is None:
+            self._delimited = self._has_length
+        else:
+            # llhttp de-chunks a body whose last transfer coding is chunked; otherwise the
+            # body runs to the end of the connection, still in every coding listed.
+            self._delimited = bool(transfer) and transfer[-1] == b"chunked"
+            if self._delimited:
+                transfer = transfer[:-1]
+            for coding in transfer:
+                if coding == b"chunked":
+                    raise HttpError("chunked is not the final transfer coding")
+                if coding not in _DECODABLE:
+                    raise HttpError(f"unsupported transfer coding {coding.decode('latin-1')!r}")
+        if content is not None:
+            for coding in content:
+                if coding not in _DECODABLE:
+                    raise HttpError(f"unsupported content coding {coding.decode('latin-1')!r}")
+        if transfer or content:
+            # Content codings were applied first, transfer codings on top of them.
+            self._codings = [*(content or ()), *(transfer or ())]
 
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
@@ -144,19 +191,72 @@ class _Connection(asyncio.Protocol):
         self._retry_after = None
         self._headers_done = False
         self._delimited = False
+        self._has_length = False
+        self._transfer = self._content = self._codings = None
 
     def _complete(self, *, keep_alive: bool) -> None:
         waiter, self._waiter = self._waiter, None
         if not keep_alive:
             self.close()
-        if waiter is not None and not waiter.done():
-            body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-            waiter.set_result(Response(self._parser.get_status_code(), body, self._retry_after))
+        if waiter is None or waiter.done():
+            return
+        body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        if self._codings is not None and body:
+            try:
+                body = _decode(body, self._codings)
+            except HttpError as exc:
+                waiter.set_exception(exc)
+                return
+        waiter.set_result(Response(self._parser.get_status_code(), body, self._retry_after))
 
     def _fail(self, exc: Exception) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
+
+
+def _coding_names(value: bytes) -> list[bytes]:
+    """`gzip, chunked` → [b"gzip", b"chunked"]: lower-cased, parameters dropped."""
+    names = (part.partition(b";")[0].strip().lower() for part in value.split(b","))
+    return [name for name in names if name]
+
+
+def _decode(body: bytes, codings: list[bytes]) -> bytes:
+    """Undo `codings` (applied in this order) on `body`; HttpError if it cannot be read."""
+    for coding in reversed(codings):
+        if coding == b"identity":
+            continue
+        try:
+            if coding == b"deflate":
+                # HTTP's deflate is the zlib format; some servers send raw deflate instead.
+                try:
+                    body = _inflate(body, zlib.MAX_WBITS)
+                except zlib.error:
+                    body = _inflate(body, -zlib.MAX_WBITS)
+            else:  # gzip, x-gzip
+                body = _inflate(body, 16 + zlib.MAX_WBITS)
+        except zlib.error as exc:
+            raise HttpError(f"undecodable {coding.decode()} body: {exc}") from None
+    return body
+
+
+def _inflate(data: bytes, wbits: int) -> bytes:
+    """Decompress a whole stream (several gzip members included), at most MAX_BODY bytes."""
+    out: list[bytes] = []
+    size = 0
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        part = inflater.decompress(data, MAX_BODY + 1 - size)
+        size += len(part)
+        if size > MAX_BODY:
+            raise HttpError("response body too large")
+        if not inflater.eof:
+            raise zlib.error("truncated stream")
+        out.append(part)
+        data = inflater.unused_data
+        if not data or wbits != 16 + zlib.MAX_WBITS:
+            # Only gzip has members; trailing bytes after a zlib or raw stream are ignored.
+            return out[0] if len(out) == 1 else b"".join(out)
 
 
 class _Pool:
@@ -202,6 +302,8 @@ class HttpClient:
         given = {name.lower() for name in headers}
         if "user-agent" not in given:
             lines.append(f"User-Agent: {USER_AGENT}")
+        if "accept-encoding" not in given:
+            lines.append("Accept-Encoding: identity")
         for name, value in headers.items():
             if "\r" in value or "\n" in value or name.lower() in ("content-length", "host"):
                 raise ValueError(f"header {name!r} cannot be set")
