@@ -9,9 +9,11 @@ from koinonia.branches.repository import BranchRepository
 from koinonia.branches.schemas import BranchIn, BranchOut, BranchPatch
 from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached
-from koinonia.kit.pagination import decode_cursor, page_of
+from koinonia.kit.pagination import ID, CursorSpec
 from koinonia.kit.tenancy import lock_church
 from koinonia.models import Branch
+
+BRANCHES_CURSOR = CursorSpec("branches", (ID,))
 
 
 def _out(row: Row[Branch, int, int]) -> BranchOut:
@@ -29,11 +31,11 @@ def _name_taken(exc: IntegrityError) -> Conflict | None:
 async def list_branches(
     session: AsyncSession, auth: AuthContext, *, limit: int, cursor: str | None
 ) -> tuple[list[BranchOut], str | None]:
-    key = decode_cursor(cursor, int)
+    key = BRANCHES_CURSOR.decode(cursor)
     rows = await BranchRepository(session, church_id=auth.church_id).list(
         after_id=key[0] if key else None, limit=limit
     )
-    items, next_cursor = page_of(rows, limit, lambda r: (r[0].id,))
+    items, next_cursor = BRANCHES_CURSOR.page(rows, limit, lambda r: (r[0].id,))
     return [_out(r) for r in items], next_cursor
 
 
