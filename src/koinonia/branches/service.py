@@ -76,6 +76,32 @@ async def update_branch(
     return await get_branch(session, auth, branch_id)
 
 
-async def delete_branch(session: AsyncSession, auth: AuthContext, branch_id: int) -> None:
-    if not await BranchRepository(session, church_id=auth.church_id).delete(branch_id):
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
+async def delete_branch(
+    session: AsyncSession, auth: AuthContext, branch_id: int, *, cascade: bool = False
+) -> None:
+    """Delete an empty branch; one with groups only with `cascade` (409 saying what would go
+    with it otherwise: deleting groups silently lost memberships and welcome texts)."""
+    contents = await BranchRepository(session, church_id=auth.church_id).delete(
+        branch_id, cascade=cascade
+    )
+    if contents is None:
         raise NotFound("branch", branch_id)
+    if not contents.deleted:
+        raise Conflict(
+            f"branch {branch_id} has {_plural(contents.groups, 'group')} with"
+            f" {_plural(contents.memberships, 'membership')} and"
+            f" {_plural(contents.pending_welcome_texts, 'pending welcome text')}; deleting it"
+            " deletes them too (members stay): repeat with ?cascade=true to confirm",
+            code="branch_not_empty",
+            extra={
+                "would_delete": {
+                    "groups": contents.groups,
+                    "memberships": contents.memberships,
+                    "pending_welcome_texts": contents.pending_welcome_texts,
+                }
+            },
+        )
