@@ -24,6 +24,7 @@ from koinonia.conversations.schemas import (
 )
 from koinonia.kit.errors import Conflict, NotFound, ValidationFailed
 from koinonia.kit.pagination import ID, TIMESTAMP, CursorSpec
+from koinonia.messages import limits
 from koinonia.messages.service import enqueue
 
 CONVERSATIONS_CURSOR = CursorSpec("conversations", (TIMESTAMP, ID))
@@ -128,6 +129,7 @@ async def reply(
                 "this member opted out of texts; they must text START to hear from you again",
                 code="member_opted_out",
             )
+        limits.check_verbatim(church.sms_provider, data.body, field="body")
         created = await enqueue(
             session,
             church=church,
@@ -147,6 +149,7 @@ async def reply(
             raise ValidationFailed.field(
                 "body", f"at most {room} characters in group chat (the church name comes first)"
             )
+        limits.check_verbatim(church.sms_provider, content, field="body")
         created = await enqueue(
             session,
             church=church,

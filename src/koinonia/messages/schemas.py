@@ -37,7 +37,9 @@ class MessageIn(In):
     content: Content | None = Field(
         None,
         description="Up to 1,600 characters. Merge fields: {first_name}, {last_name}, "
-        "{church_name}, with defaults like {first_name|friend}. Omit to use `template_id`.",
+        "{church_name}, with defaults like {first_name|friend}. Filled in for every recipient, "
+        "the text must also fit the church's provider (Twilio: 1,600 characters; Telnyx: 10 "
+        "parts), else 422 on `content` (dry runs too). Omit to use `template_id`.",
     )
     template_id: int | None = Field(None, ge=1, le=2**63 - 1)
     target: Target

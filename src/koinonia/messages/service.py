@@ -12,7 +12,7 @@ from koinonia.config import get_settings
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached, ValidationFailed
 from koinonia.kit.pagination import ID, TIMESTAMP, CursorSpec
 from koinonia.kit.segments import count_segments, render, validate_template
-from koinonia.messages import quiet_hours
+from koinonia.messages import limits, quiet_hours
 from koinonia.messages.repository import Direct, MessageRepository, NewMessage
 from koinonia.messages.schemas import (
     DryRunOut,
@@ -83,6 +83,24 @@ async def _check_targets(repo: MessageRepository, target_type: str, ids: list[in
         )
 
 
+async def _check_provider_limit(
+    repo: MessageRepository, church: Church, content: str, data: MessageIn
+) -> None:
+    """422 on `content` when the text filled in for some recipient would be longer than the
+    church's provider accepts (it would be accepted here and fail at the carrier). With
+    {first_name} / {last_name}, one aggregate statement over the audience finds the longest."""
+    render = limits.plan(content, church.name)
+    limit = limits.provider_limit(church.sms_provider)
+    longest = None
+    if render.fields:
+        longest = await repo.longest_rendering(
+            data.target.type, data.target.ids, render.fields, parts=limit.max_parts is not None
+        )
+        if longest.chars is None:
+            return  # nobody opted in: nothing will be sent
+    limits.check(limit, render, longest)
+
+
 async def send(
     session: AsyncSession, auth: AuthContext, data: MessageIn
 ) -> MessageCreated | DryRunOut:
@@ -92,6 +110,7 @@ async def send(
     repo = MessageRepository(session, church_id=auth.church_id)
     content = await _resolve_content(session, auth.church_id, data)
     await _check_targets(repo, data.target.type, data.target.ids)
+    await _check_provider_limit(repo, church, content, data)
     limit = auth.plan.texts_per_month
     month = billing_month()
 
