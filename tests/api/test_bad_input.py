@@ -9,29 +9,44 @@ import orjson
 import pytest
 
 from fixtures.factories import Tenant
+from koinonia.branches.service import BRANCHES_CURSOR
+from koinonia.conversations.service import CONVERSATIONS_CURSOR
+from koinonia.groups.service import GROUPS_CURSOR
 from koinonia.kit.errors import ValidationFailed
-from koinonia.kit.pagination import decode_cursor, encode_cursor
+from koinonia.kit.pagination import CursorSpec
+from koinonia.members.service import MEMBERS_CURSOR
+from koinonia.messages.service import MESSAGES_CURSOR
+from koinonia.templates.service import TEMPLATES_CURSOR
 
 
-def _cursor(key: list[object]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
+def _cursor(spec: CursorSpec, key: list[object]) -> str:
+    """A cursor of `spec`'s list holding `key` as given (the encoder would refuse some)."""
+    tag = orjson.loads(base64.urlsafe_b64decode(spec.encode([]) + "=="))[0]
+    return base64.urlsafe_b64encode(orjson.dumps([tag, *key])).decode().rstrip("=")
 
 
 @pytest.mark.parametrize("value", [2**63, 2**64 - 1])
 def test_a_cursor_id_outside_bigint_is_malformed(value: int) -> None:
     # orjson reads unsigned 64-bit integers: past 2**63 - 1 PostgreSQL refuses the bind.
     with pytest.raises(ValidationFailed):
-        decode_cursor(_cursor([value]), int)
-    assert decode_cursor(encode_cursor([2**63 - 1]), int) == (2**63 - 1,)
+        MEMBERS_CURSOR.decode(_cursor(MEMBERS_CURSOR, [value]))
+    assert MEMBERS_CURSOR.decode(MEMBERS_CURSOR.encode([2**63 - 1])) == (2**63 - 1,)
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/v1/branches", "/api/v1/groups", "/api/v1/members", "/api/v1/templates"]
+    ("path", "spec"),
+    [
+        ("/api/v1/branches", BRANCHES_CURSOR),
+        ("/api/v1/groups", GROUPS_CURSOR),
+        ("/api/v1/members", MEMBERS_CURSOR),
+        ("/api/v1/templates", TEMPLATES_CURSOR),
+    ],
 )
 async def test_an_out_of_range_cursor_is_422(
-    client: httpx.AsyncClient, tenant: Tenant, path: str
+    client: httpx.AsyncClient, tenant: Tenant, path: str, spec: CursorSpec
 ) -> None:
-    r = await client.get(path, params={"cursor": _cursor([2**64 - 1])}, headers=tenant.headers)
+    cursor = _cursor(spec, [2**64 - 1])
+    r = await client.get(path, params={"cursor": cursor}, headers=tenant.headers)
     assert r.status_code == 422 and "cursor" in r.json()["fields"]
 
 
@@ -64,8 +79,12 @@ async def test_a_cursor_time_outside_utc_range_is_422(
     client: httpx.AsyncClient, tenant: Tenant, at: str
 ) -> None:
     # Valid ISO 8601, but the instant has no UTC representation: asyncpg overflowed (500).
-    for path in ["/api/v1/messages", "/api/v1/conversations"]:
-        r = await client.get(path, params={"cursor": _cursor([at, 1])}, headers=tenant.headers)
+    for path, spec in [
+        ("/api/v1/messages", MESSAGES_CURSOR),
+        ("/api/v1/conversations", CONVERSATIONS_CURSOR),
+    ]:
+        cursor = _cursor(spec, [at, 1])
+        r = await client.get(path, params={"cursor": cursor}, headers=tenant.headers)
         assert r.status_code == 422 and "cursor" in r.json()["fields"]
 
 

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fixtures.factories import Tenant, make_branch, make_group, make_members, make_tenant
@@ -116,3 +119,109 @@ async def test_list_statements_flat(
         r = await client.get("/api/v1/branches?limit=200", headers=tenant.headers)
     assert len(r.json()["items"]) == 100
     assert one.count == hundred.count <= 2
+
+
+async def _contents(session: AsyncSession, branch_id: int) -> tuple[int, int, int]:
+    """(branches, groups, memberships) left of `branch_id`."""
+    row = (
+        await session.execute(
+            text(
+                "SELECT (SELECT count(*) FROM branches WHERE id = :b),"
+                " (SELECT count(*) FROM groups WHERE branch_id = :b),"
+                " (SELECT count(*) FROM group_members gm JOIN groups g ON g.id = gm.group_id"
+                "  WHERE g.branch_id = :b)"
+            ),
+            {"b": branch_id},
+        )
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+async def _branch_with_groups(session: AsyncSession, tenant: Tenant) -> tuple[int, list[int]]:
+    """A branch with two groups: 3 members in a welcoming group (2 welcomes pending, 1 sent),
+    and 1 member in a group whose welcome is off (its pending row sends nothing)."""
+    bid = await make_branch(session, tenant.church_id)
+    welcoming = await make_group(session, tenant.church_id, bid, welcome_enabled=True)
+    quiet = await make_group(session, tenant.church_id, bid)
+    members = await make_members(session, tenant.church_id, 3, group_id=welcoming)
+    members += await make_members(session, tenant.church_id, 1, group_id=quiet)
+    await session.execute(
+        text(
+            "UPDATE group_members SET welcome_due_at = now() + interval '1 minute',"
+            " welcome_sent_at = CASE WHEN member_id = :sent THEN now() END"
+            " WHERE group_id IN (:a, :b)"
+        ),
+        {"a": welcoming, "b": quiet, "sent": members[0]},
+    )
+    await session.commit()
+    return bid, members
+
+
+async def test_deleting_a_branch_with_groups_is_409_saying_what_would_go(
+    client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
+) -> None:
+    bid, members = await _branch_with_groups(session, tenant)
+    r = await client.delete(f"/api/v1/branches/{bid}", headers=tenant.headers)
+    assert r.status_code == 409, r.text
+    body = r.json()
+    assert body["error"] == "branch_not_empty"
+    assert body["would_delete"] == {"groups": 2, "memberships": 4, "pending_welcome_texts": 2}
+    assert "2 groups with 4 memberships and 2 pending welcome texts" in body["detail"]
+    assert "cascade=true" in body["detail"]
+    assert await _contents(session, bid) == (1, 2, 4)  # nothing deleted
+    r = await client.delete(
+        f"/api/v1/branches/{bid}", params={"cascade": "true"}, headers=tenant.headers
+    )
+    assert r.status_code == 204, r.text
+    assert await _contents(session, bid) == (0, 0, 0)
+    left = await session.execute(
+        text("SELECT count(*) FROM members WHERE id = ANY(:ids)"), {"ids": members}
+    )
+    assert left.scalar_one() == len(members)  # members stay
+
+
+async def test_an_empty_branch_is_deleted_without_confirmation(
+    client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
+) -> None:
+    bid = await make_branch(session, tenant.church_id)
+    assert (
+        await client.delete(f"/api/v1/branches/{bid}", headers=tenant.headers)
+    ).status_code == 204
+    assert await _contents(session, bid) == (0, 0, 0)
+    r = await client.delete(f"/api/v1/branches/{bid}", headers=tenant.headers)
+    assert r.status_code == 404
+
+
+async def test_another_churchs_branch_is_404_and_untouched(
+    client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    bid, _ = await _branch_with_groups(session, other_tenant)
+    for params in ({}, {"cascade": "true"}):
+        r = await client.delete(f"/api/v1/branches/{bid}", params=params, headers=tenant.headers)
+        assert r.status_code == 404, r.text
+        assert "would_delete" not in r.json()  # not even the counts leak
+    assert await _contents(session, bid) == (1, 2, 4)
+
+
+async def test_branch_delete_statements_flat(
+    client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant, count_statements: Any
+) -> None:
+    small = await make_branch(session, tenant.church_id)
+    await make_members(
+        session, tenant.church_id, 2, group_id=await make_group(session, tenant.church_id, small)
+    )
+    large = await make_branch(session, tenant.church_id)
+    for _ in range(20):
+        group = await make_group(session, tenant.church_id, large)
+        await make_members(session, tenant.church_id, 10, group_id=group)
+    counts = []
+    for bid in (small, large):
+        for params in ({}, {"cascade": "true"}):
+            with count_statements() as log:
+                r = await client.delete(
+                    f"/api/v1/branches/{bid}", params=params, headers=tenant.headers
+                )
+            assert r.status_code == (409 if not params else 204), r.text
+            counts.append(log.count)
+    assert counts[0] == counts[2] and counts[1] == counts[3], counts
+    assert max(counts) <= 4, counts

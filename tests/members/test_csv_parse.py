@@ -198,7 +198,7 @@ def test_cell_beyond_the_csv_field_limit_is_a_file_error() -> None:
     error = file_error(data)
     assert (error.field, error.reason) == (
         "file",
-        "row 4 (line 4) is not valid CSV: field larger than field limit (131072)",
+        "row 4 (line 4) is not valid CSV: a cell is longer than 131,072 characters",
     )
 
 
@@ -681,3 +681,21 @@ def test_a_file_error_in_the_second_piece_is_raised_there() -> None:
 def test_any_file_read_in_pieces_is_read_at_once(data: bytes, first: int) -> None:
     whole, pieces = _read_in_pieces(b"first,last,phone,email\n" + data, first)
     assert pieces == whole
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        # One header cell past the csv module's 131,072-character field limit: _csv.Error
+        # escaped the delimiter sniffing (a 500).
+        (b"x" * 131_073 + b",phone\nA,+13035550100\n", "header"),
+        (b'"' + b"x" * 140_000 + b'",phone\nA,+13035550100\n', "header"),
+        (b"sep=;\n" + b"x" * 131_073 + b";phone\nA;+13035550100\n", "file"),
+        (b"first_name,phone\nA," + b"9" * 131_073 + b"\n", "file"),
+    ],
+)
+def test_a_cell_beyond_the_csv_field_limit_is_a_file_error(data: bytes, field: str) -> None:
+    with pytest.raises(ImportFileError) as caught:
+        parse_member_csv(data)
+    assert caught.value.field == field
+    assert "longer than 131,072 characters" in caught.value.reason

@@ -214,3 +214,12 @@ async def test_statements_flat_10_vs_10000_rows(
         r = await _import(client, tenant, gid, _csv(10_000, start=10))
     assert r.json()["created"] == 10_000
     assert small.count + small_copies == big.count + copies[0] <= 10
+
+
+async def test_a_header_beyond_the_csv_field_limit_is_422(
+    client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
+) -> None:
+    gid = await _group(session, tenant)
+    r = await _import(client, tenant, gid, b"n" * 131_073 + b",phone\nA,+13035550100\n")
+    assert r.status_code == 422, r.text
+    assert "longer than 131,072 characters" in r.json()["fields"]["header"]

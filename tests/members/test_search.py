@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fixtures.factories import Tenant
-from koinonia.kit.pagination import encode_cursor
+from koinonia.members.service import search_cursor
 
 PEOPLE = [
     ("José", "García", "+13035550101"),
@@ -99,7 +99,9 @@ async def test_ranked_pagination_walks_everything_once(
             break
     assert len(seen) == len(set(seen)) == 23
     # An id-only cursor, or one naming no search tier, is rejected, not silently misread.
-    for bad in ("WzFd", encode_cursor([0, "jo", 1]), encode_cursor([99, "jo", 1])):
+    spec = search_cursor("jo")
+    with_tier = [spec.encode([tier, "jo", 1], query="jo") for tier in (0, 99)]
+    for bad in ("WzFd", *with_tier):
         r = await client.get(
             "/api/v1/members", params={"q": "jo", "cursor": bad}, headers=tenant.headers
         )

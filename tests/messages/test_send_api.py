@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import text
@@ -232,3 +234,36 @@ async def test_a_dry_run_from_a_template_does_not_count_a_use(
     assert sent.status_code == 202
     template = (await client.get(f"/api/v1/templates/{tid}", headers=tenant.headers)).json()
     assert template["usage_count"] == 1
+
+
+async def test_scheduled_at_more_than_a_minute_ago_is_422(
+    client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
+) -> None:
+    """A past time used to be accepted and sent at once; now only the minute it may take to
+    submit the form is tolerated, and a time without an offset is refused (never guessed)."""
+    await make_members(session, tenant.church_id, 2)
+    now = datetime.now(UTC)
+    for past in [now - timedelta(minutes=2), now - timedelta(days=400), now - timedelta(hours=5)]:
+        for dry_run in (False, True):
+            body = {
+                "content": "x",
+                "target": {"type": "all"},
+                "scheduled_at": past.astimezone(ZoneInfo("America/Denver")).isoformat(),
+                "dry_run": dry_run,
+            }
+            r = await _post(client, tenant, body)
+            assert r.status_code == 422, r.text
+            assert "more than a minute in the past" in r.json()["fields"]["scheduled_at"]
+    # Within the minute: sent now, as without scheduled_at.
+    recent = (now - timedelta(seconds=20)).isoformat()
+    r = await _post(
+        client, tenant, {"content": "x", "target": {"type": "all"}, "scheduled_at": recent}
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "queued" and r.json()["scheduled_at"] is None
+    # A local time without an offset is ambiguous: 422, not read in the church's timezone.
+    naive = (now + timedelta(days=1)).replace(tzinfo=None).isoformat()
+    r = await _post(
+        client, tenant, {"content": "x", "target": {"type": "all"}, "scheduled_at": naive}
+    )
+    assert r.status_code == 422 and "offset" in r.json()["fields"]["scheduled_at"]

@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Row, delete, func, insert, select, update
+from sqlalchemy import BigInteger, Row, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.models import Branch, BranchMemberCount, Group
+
+
+@dataclass(frozen=True, slots=True)
+class BranchContents:
+    """What deleting a branch deletes with it (its members stay)."""
+
+    groups: int
+    memberships: int
+    pending_welcome_texts: int
+    deleted: bool
 
 
 class BranchRepository:
@@ -64,10 +75,38 @@ class BranchRepository:
         )
         return (await self.session.execute(stmt)).first() is not None
 
-    async def delete(self, branch_id: int) -> bool:
-        stmt = (
-            delete(Branch)
-            .where(Branch.church_id == self.church_id, Branch.id == branch_id)
-            .returning(Branch.id)
+    async def delete(self, branch_id: int, *, cascade: bool) -> BranchContents | None:
+        """Count what the branch holds and delete it, with its groups, their memberships and
+        pending welcome texts, only when it holds no group or `cascade`; None when it is not
+        this church's. Two statements: the lock comes first so that the count, read in the
+        second statement's newer snapshot, includes any group added until we held the lock
+        (adding a group takes a key-share lock on its branch), and nothing is deleted unseen."""
+        locked = select(Branch.id).where(Branch.church_id == self.church_id, Branch.id == branch_id)
+        if (await self.session.execute(locked.with_for_update())).first() is None:
+            return None
+        stmt = text(
+            """
+            WITH contents AS (
+                SELECT count(DISTINCT g.id) AS groups,
+                       count(gm.group_id) AS memberships,
+                       count(gm.group_id) FILTER (WHERE g.welcome_enabled
+                           AND gm.welcome_due_at IS NOT NULL AND gm.welcome_sent_at IS NULL)
+                           AS welcomes
+                FROM groups g LEFT JOIN group_members gm ON gm.group_id = g.id
+                WHERE g.church_id = :church_id AND g.branch_id = :branch_id
+            ),
+            gone AS (
+                DELETE FROM branches b USING contents
+                WHERE b.church_id = :church_id AND b.id = :branch_id
+                  AND (CAST(:cascade AS boolean) OR contents.groups = 0)
+                RETURNING b.id
+            )
+            SELECT groups, memberships, welcomes, EXISTS (SELECT 1 FROM gone) FROM contents
+            """
         )
-        return (await self.session.execute(stmt)).first() is not None
+        row = (
+            await self.session.execute(
+                stmt, {"church_id": self.church_id, "branch_id": branch_id, "cascade": cascade}
+            )
+        ).one()
+        return BranchContents(int(row[0]), int(row[1]), int(row[2]), bool(row[3]))

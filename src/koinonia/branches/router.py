@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
 from koinonia.auth.deps import Auth, DbSession
 from koinonia.branches import service
@@ -39,6 +39,17 @@ async def update_branch(
 
 
 @router.delete("/{branch_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_branch(branch_id: Id, auth: Auth, session: DbSession) -> None:
-    """Deletes the branch with its groups and their memberships (members stay)."""
-    await service.delete_branch(session, auth, branch_id)
+async def delete_branch(
+    branch_id: Id,
+    auth: Auth,
+    session: DbSession,
+    cascade: bool = Query(
+        False,
+        description="Confirm deleting the branch's groups, their memberships and pending "
+        "welcome texts with it (members stay).",
+    ),
+) -> None:
+    """Deletes a branch without groups. A branch with groups is a 409 `branch_not_empty` whose
+    `would_delete` counts the groups, memberships and pending welcome texts that would go with
+    it, unless `cascade=true`."""
+    await service.delete_branch(session, auth, branch_id, cascade=cascade)

@@ -9,9 +9,11 @@ from koinonia.branches.repository import BranchRepository
 from koinonia.branches.schemas import BranchIn, BranchOut, BranchPatch
 from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached
-from koinonia.kit.pagination import decode_cursor, page_of
+from koinonia.kit.pagination import ID, CursorSpec
 from koinonia.kit.tenancy import lock_church
 from koinonia.models import Branch
+
+BRANCHES_CURSOR = CursorSpec("branches", (ID,))
 
 
 def _out(row: Row[Branch, int, int]) -> BranchOut:
@@ -29,11 +31,11 @@ def _name_taken(exc: IntegrityError) -> Conflict | None:
 async def list_branches(
     session: AsyncSession, auth: AuthContext, *, limit: int, cursor: str | None
 ) -> tuple[list[BranchOut], str | None]:
-    key = decode_cursor(cursor, int)
+    key = BRANCHES_CURSOR.decode(cursor)
     rows = await BranchRepository(session, church_id=auth.church_id).list(
         after_id=key[0] if key else None, limit=limit
     )
-    items, next_cursor = page_of(rows, limit, lambda r: (r[0].id,))
+    items, next_cursor = BRANCHES_CURSOR.page(rows, limit, lambda r: (r[0].id,))
     return [_out(r) for r in items], next_cursor
 
 
@@ -74,6 +76,32 @@ async def update_branch(
     return await get_branch(session, auth, branch_id)
 
 
-async def delete_branch(session: AsyncSession, auth: AuthContext, branch_id: int) -> None:
-    if not await BranchRepository(session, church_id=auth.church_id).delete(branch_id):
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
+async def delete_branch(
+    session: AsyncSession, auth: AuthContext, branch_id: int, *, cascade: bool = False
+) -> None:
+    """Delete an empty branch; one with groups only with `cascade` (409 saying what would go
+    with it otherwise: deleting groups silently lost memberships and welcome texts)."""
+    contents = await BranchRepository(session, church_id=auth.church_id).delete(
+        branch_id, cascade=cascade
+    )
+    if contents is None:
         raise NotFound("branch", branch_id)
+    if not contents.deleted:
+        raise Conflict(
+            f"branch {branch_id} has {_plural(contents.groups, 'group')} with"
+            f" {_plural(contents.memberships, 'membership')} and"
+            f" {_plural(contents.pending_welcome_texts, 'pending welcome text')}; deleting it"
+            " deletes them too (members stay): repeat with ?cascade=true to confirm",
+            code="branch_not_empty",
+            extra={
+                "would_delete": {
+                    "groups": contents.groups,
+                    "memberships": contents.memberships,
+                    "pending_welcome_texts": contents.pending_welcome_texts,
+                }
+            },
+        )

@@ -12,9 +12,11 @@ from koinonia.churches.repository import AdminRepository, ChurchRepository
 from koinonia.churches.schemas import AdminInvite, AdminInvited, AdminOut, ChurchOut, ChurchPatch
 from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached, ValidationFailed
-from koinonia.kit.pagination import decode_cursor, page_of
+from koinonia.kit.pagination import ID, CursorSpec
 from koinonia.kit.tenancy import lock_church
 from koinonia.recurring.service import reschedule_church
+
+ADMINS_CURSOR = CursorSpec("admins", (ID,))
 
 
 async def get_church(session: AsyncSession, auth: AuthContext) -> ChurchOut:
@@ -49,11 +51,11 @@ async def update_church(session: AsyncSession, auth: AuthContext, data: ChurchPa
 async def list_admins(
     session: AsyncSession, auth: AuthContext, *, limit: int, cursor: str | None
 ) -> tuple[list[AdminOut], str | None]:
-    key = decode_cursor(cursor, int)
+    key = ADMINS_CURSOR.decode(cursor)
     rows = await AdminRepository(session, church_id=auth.church_id).list(
         after_id=key[0] if key else None, limit=limit
     )
-    items, next_cursor = page_of(rows, limit, lambda a: (a.id,))
+    items, next_cursor = ADMINS_CURSOR.page(rows, limit, lambda a: (a.id,))
     return [AdminOut.model_validate(a) for a in items], next_cursor
 
 

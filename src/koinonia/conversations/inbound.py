@@ -45,6 +45,7 @@ from koinonia.kit.errors import PlanLimitReached
 from koinonia.kit.logging import log
 from koinonia.kit.phones import PhoneError, normalize_phone
 from koinonia.kit.segments import render
+from koinonia.messages import limits
 from koinonia.messages.repository import Direct
 from koinonia.messages.service import enqueue
 from koinonia.models import Church, Member
@@ -75,16 +76,14 @@ def unknown_sender_reply(church: Church) -> str:
     template = church.unknown_sender_reply
     if template is None or not template.strip():
         template = DEFAULT_UNKNOWN_SENDER_REPLY
-    return clip(render(template, {"church_name": church.name}))
+    return limits.clip(church.sms_provider, render(template, {"church_name": church.name}))
 
 
-def relay_text(first_name: str, body: str) -> str:
-    """ "{first_name}: {text}" with both taken literally (no merge fields)."""
-    return clip(f"{first_name}: {body}")
-
-
-def clip(content: str) -> str:
-    return content if len(content) <= MAX_TEXT_CHARS else content[: MAX_TEXT_CHARS - 3] + "..."
+def relay_text(first_name: str, body: str, sms_provider: str) -> str:
+    """ "{first_name}: {text}" with both taken literally (no merge fields), cut to what the
+    provider accepts (a member's text cannot be refused, and up to 1,600 characters of it
+    plus the name is more than Twilio takes, or Telnyx's 10 parts)."""
+    return limits.clip(sms_provider, f"{first_name}: {body}")
 
 
 class InboundResult(StrEnum):
@@ -308,7 +307,7 @@ async def _relay(
                 session,
                 church=church,
                 plan_texts=plan.texts_per_month,
-                content=relay_text(member.first_name, body),
+                content=relay_text(member.first_name, body, church.sms_provider),
                 kind="relay",
                 target_type="all",
                 target_ids=[],

@@ -6,7 +6,6 @@ constant number of statements.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,8 +23,12 @@ from koinonia.conversations.schemas import (
     ThreadMessageOut,
 )
 from koinonia.kit.errors import Conflict, NotFound, ValidationFailed
-from koinonia.kit.pagination import decode_cursor, page_of
+from koinonia.kit.pagination import ID, TIMESTAMP, CursorSpec
+from koinonia.messages import limits
 from koinonia.messages.service import enqueue
+
+CONVERSATIONS_CURSOR = CursorSpec("conversations", (TIMESTAMP, ID))
+THREAD_CURSOR = CursorSpec("thread", (ID,))
 
 
 def _out(row: Any) -> ConversationOut:
@@ -60,11 +63,11 @@ async def list_conversations(
     status: str | None,
     unread_only: bool,
 ) -> tuple[list[ConversationOut], str | None]:
-    key = decode_cursor(cursor, datetime, int)
+    key = CONVERSATIONS_CURSOR.decode(cursor)
     rows = await ConversationRepository(session, church_id=auth.church_id).page(
         after=(key[0], key[1]) if key else None, limit=limit, status=status, unread_only=unread_only
     )
-    items, next_cursor = page_of(rows, limit, lambda r: (r.last_message_at, r.id))
+    items, next_cursor = CONVERSATIONS_CURSOR.page(rows, limit, lambda r: (r.last_message_at, r.id))
     return [_out(r) for r in items], next_cursor
 
 
@@ -101,9 +104,11 @@ async def list_thread(
     repo = ConversationRepository(session, church_id=auth.church_id)
     if not await repo.exists(conversation_id):
         raise NotFound("conversation", conversation_id)
-    key = decode_cursor(cursor, int)
+    key = THREAD_CURSOR.decode(cursor, query=str(conversation_id))
     rows = await repo.thread(conversation_id, before_id=key[0] if key else None, limit=limit)
-    items, next_cursor = page_of(rows, limit, lambda r: (r.id,))
+    items, next_cursor = THREAD_CURSOR.page(
+        rows, limit, lambda r: (r.id,), query=str(conversation_id)
+    )
     return [ThreadMessageOut.model_validate(r._mapping) for r in items], next_cursor
 
 
@@ -124,6 +129,7 @@ async def reply(
                 "this member opted out of texts; they must text START to hear from you again",
                 code="member_opted_out",
             )
+        limits.check_verbatim(church.sms_provider, data.body, field="body")
         created = await enqueue(
             session,
             church=church,
@@ -143,6 +149,7 @@ async def reply(
             raise ValidationFailed.field(
                 "body", f"at most {room} characters in group chat (the church name comes first)"
             )
+        limits.check_verbatim(church.sms_provider, content, field="body")
         created = await enqueue(
             session,
             church=church,

@@ -21,10 +21,13 @@ from koinonia.kit.errors import (
     PlanLimitReached,
     ValidationFailed,
 )
-from koinonia.kit.pagination import decode_cursor, page_of
+from koinonia.kit.pagination import ID, CursorSpec
 from koinonia.kit.tenancy import lock_church
 from koinonia.members import service as members
 from koinonia.members.schemas import MemberOut
+
+GROUPS_CURSOR = CursorSpec("groups", (ID,))
+GROUP_MEMBERS_CURSOR = CursorSpec("group_members", (ID,))
 
 
 def _out(row: GroupRow) -> GroupOut:
@@ -65,11 +68,11 @@ async def list_groups(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[GroupOut], str | None]:
-    key = decode_cursor(cursor, int)
+    key = GROUPS_CURSOR.decode(cursor)
     rows = await GroupRepository(session, church_id=auth.church_id).list(
         branch_id=branch_id, after_id=key[0] if key else None, limit=limit
     )
-    items, next_cursor = page_of(rows, limit, lambda r: (r[0].id,))
+    items, next_cursor = GROUPS_CURSOR.page(rows, limit, lambda r: (r[0].id,))
     return [_out(r) for r in items], next_cursor
 
 
@@ -121,13 +124,15 @@ async def delete_group(session: AsyncSession, auth: AuthContext, group_id: int) 
 async def list_group_members(
     session: AsyncSession, auth: AuthContext, group_id: int, *, limit: int, cursor: str | None
 ) -> tuple[list[GroupMemberOut], str | None]:
-    key = decode_cursor(cursor, int)
+    key = GROUP_MEMBERS_CURSOR.decode(cursor, query=str(group_id))
     rows = await GroupRepository(session, church_id=auth.church_id).list_members(
         group_id, after_member_id=key[0] if key else None, limit=limit
     )
     if rows is None:
         raise NotFound("group", group_id)
-    items, next_cursor = page_of(rows, limit, lambda r: (r[0].id,))
+    items, next_cursor = GROUP_MEMBERS_CURSOR.page(
+        rows, limit, lambda r: (r[0].id,), query=str(group_id)
+    )
     return [
         GroupMemberOut(**MemberOut.model_validate(m).model_dump(), joined_at=joined_at)
         for m, joined_at in items

@@ -1,11 +1,23 @@
-"""Keyset cursors: opaque, URL-safe tokens holding the sort key of the last row of a page."""
+"""Keyset cursors: opaque, URL-safe tokens holding the sort key of the last row of a page.
+
+Every cursor-paginated list declares a `CursorSpec`: which list it pages (its scope, plus the
+query it pages for, e.g. a search's `q` or the message whose recipients are listed) and the
+typed fields of its sort key. `CursorSpec.decode` is the one validator: a cursor is accepted
+only when it is byte for byte what `CursorSpec.encode` would issue for this list and query,
+and every field is in range for the column it is compared with. Anything else (not base64,
+not canonical JSON, a trailing NUL, wrong arity or types, a NUL inside a string, an id beyond
+bigint, a time PostgreSQL or Python cannot represent, a cursor of another list or another
+query) is a 422 on `cursor`, never a 500 and never a silently misread page.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 from pydantic import BaseModel, Field
@@ -16,7 +28,8 @@ from koinonia.kit.errors import ValidationFailed
 T = TypeVar("T")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+MALFORMED = "malformed cursor"
 
 
 class Page(BaseModel, Generic[T]):
@@ -26,54 +39,132 @@ class Page(BaseModel, Generic[T]):
     )
 
 
+# --- fields ------------------------------------------------------------------------------------
+
+
+class CursorField(Protocol):
+    def parse(self, value: object) -> Any:
+        """`value` as read from the cursor's JSON, converted for the query; ValueError if it
+        is not what this field's encoder writes or cannot be compared with its column."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntField:
+    """An integer within [low, high] (a bigint column: anything beyond cannot be bound)."""
+
+    low: int = 1
+    high: int = BIGINT_MAX
+
+    def parse(self, value: object) -> int:
+        if type(value) is not int or not self.low <= value <= self.high:
+            raise ValueError
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class OneOf:
+    """One of a set of integers (e.g. the search tiers that exist for this query)."""
+
+    values: frozenset[int]
+
+    def parse(self, value: object) -> int:
+        if type(value) is not int or value not in self.values:
+            raise ValueError
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class TextField:
+    """A string PostgreSQL can compare: no NUL (text cannot hold it), bounded length."""
+
+    max_length: int = 400
+
+    def parse(self, value: object) -> str:
+        if type(value) is not str or len(value) > self.max_length or "\x00" in value:
+            raise ValueError
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampField:
+    """An aware datetime written by `datetime.isoformat()`, returned in UTC."""
+
+    def parse(self, value: object) -> datetime:
+        if type(value) is not str:
+            raise ValueError
+        parsed = datetime.fromisoformat(value)
+        # fromisoformat is lenient (it takes any separator, NUL included): only the exact text
+        # the encoder writes is a cursor's time.
+        if parsed.tzinfo is None or parsed.isoformat() != value:
+            raise ValueError
+        # In UTC, as the database compares it; OverflowError when it cannot be.
+        return parsed.astimezone(UTC)
+
+
+ID = IntField()
+TIMESTAMP = TimestampField()
+
+
+# --- cursors -----------------------------------------------------------------------------------
+
+
 def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def encode_cursor(key: Sequence[Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([_plain(k) for k in key])).decode().rstrip("=")
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, *types: type) -> tuple[Any, ...] | None:
-    """The sort key inside `cursor` converted to `types`, or None for the first page.
+@dataclass(frozen=True, slots=True)
+class CursorSpec:
+    """The cursor of one list: `scope` names the list, `fields` type its sort key."""
 
-    Anything malformed (not base64, not JSON, wrong arity or types) is a 422 on `cursor`.
-    """
-    if not cursor:
-        return None
-    try:
-        key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(key, list) or len(key) != len(types):
-            raise ValueError
-        out: list[Any] = []
-        for value, kind in zip(key, types, strict=True):
-            if kind is datetime:
-                parsed = datetime.fromisoformat(value)
-                if parsed.tzinfo is None:
-                    raise ValueError
-                # In UTC, as the database compares it; OverflowError when it cannot be.
-                out.append(parsed.astimezone(UTC))
-            elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-                out.append(float(value))
-            elif kind is int and type(value) is int and not _BIGINT_MIN <= value <= _BIGINT_MAX:
-                raise ValueError  # out of bigint range: PostgreSQL would reject it with a 500
-            elif type(value) is kind:
-                out.append(value)
-            else:
+    scope: str
+    fields: tuple[CursorField, ...]
+
+    def _tag(self, query: str) -> int:
+        # Not a secret (a forged cursor is still validated field by field): it only makes a
+        # cursor of another list, or of the same list for another query, a clear 422 instead
+        # of a page that starts somewhere meaningless.
+        digest = hashlib.blake2b(f"{self.scope}\x00{query}".encode(), digest_size=4).digest()
+        return int.from_bytes(digest, "big")
+
+    def encode(self, key: Sequence[Any], *, query: str = "") -> str:
+        return _b64(orjson.dumps([self._tag(query), *(_plain(k) for k in key)]))
+
+    def decode(self, cursor: str | None, *, query: str = "") -> tuple[Any, ...] | None:
+        """The sort key inside `cursor`, or None for the first page (no cursor)."""
+        if not cursor:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4))
+            # Canonical only: the b64 decoder skips stray characters and JSON allows
+            # whitespace, so re-encoding must give back exactly the cursor received.
+            if _b64(raw) != cursor:
                 raise ValueError
-        return tuple(out)
-    except (ValueError, TypeError, OverflowError, orjson.JSONDecodeError):
-        raise ValidationFailed.field("cursor", "malformed cursor") from None
+            key = orjson.loads(raw)
+            if not isinstance(key, list) or orjson.dumps(key) != raw:
+                raise ValueError
+            if len(key) != len(self.fields) + 1 or key[0] != self._tag(query):
+                raise ValueError
+            return tuple(f.parse(v) for f, v in zip(self.fields, key[1:], strict=True))
+        except (ValueError, TypeError, OverflowError):  # JSONDecodeError is a ValueError
+            raise ValidationFailed.field("cursor", MALFORMED) from None
 
-
-def page_of(
-    rows: Sequence[T], limit: int, key: Callable[[T], Sequence[Any]]
-) -> tuple[list[T], str | None]:
-    """Rows were fetched with LIMIT limit+1: trim the extra one and make the next cursor."""
-    if len(rows) > limit:
-        items = list(rows[:limit])
-        return items, encode_cursor(key(items[-1]))
-    return list(rows), None
+    def page(
+        self,
+        rows: Sequence[T],
+        limit: int,
+        key: Callable[[T], Sequence[Any]],
+        *,
+        query: str = "",
+    ) -> tuple[list[T], str | None]:
+        """Rows were fetched with LIMIT limit+1: trim the extra one and make the next cursor."""
+        if len(rows) > limit:
+            items = list(rows[:limit])
+            return items, self.encode(key(items[-1]), query=query)
+        return list(rows), None
 
 
 def page_response(items: list[dict[str, Any]], next_cursor: str | None) -> Response:

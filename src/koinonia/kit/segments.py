@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Literal
 
@@ -130,3 +131,24 @@ def validate_template(template: str) -> list[str]:
         if m.group(1) not in MERGE_FIELDS:
             unknown.setdefault(m.group(1))
     return list(unknown)
+
+
+def split_merge_fields(
+    template: str, fields: Mapping[str, str], variable: AbstractSet[str]
+) -> tuple[str, dict[str, list[str]]]:
+    """The template rendered with `fields` but with every placeholder named in `variable`
+    left out, and for each such name the default of each of its placeholders ("" without one).
+
+    A text rendered for someone is then the fixed text plus, per variable field, its value
+    once per placeholder when not blank, else those defaults: its length is a sum of parts,
+    which lets the longest rendering over many people be computed without rendering each."""
+    defaults: dict[str, list[str]] = {}
+
+    def fill(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in variable:
+            defaults.setdefault(name, []).append(default.strip() if default is not None else "")
+            return ""
+        return render(match.group(0), fields)
+
+    return _PLACEHOLDER.sub(fill, template), defaults

@@ -209,8 +209,21 @@ def _first_line(text: str) -> tuple[str, int]:
     return "", start
 
 
+def _csv_problem(exc: csv.Error) -> str:
+    """What a csv.Error means for whoever fixes the file."""
+    limit = csv.field_size_limit()
+    if str(exc).startswith("field larger than field limit"):
+        return f"a cell is longer than {limit:,} characters"
+    return str(exc)
+
+
 def _split_header(line: str, delimiter: str) -> list[str]:
-    return next(csv.reader([line], delimiter=delimiter, skipinitialspace=True), [])
+    try:
+        return next(csv.reader([line], delimiter=delimiter, skipinitialspace=True), [])
+    except csv.Error as exc:  # e.g. a header cell beyond the csv module's field limit
+        raise ImportFileError(
+            "header", f"the first row is not valid CSV: {_csv_problem(exc)}"
+        ) from None
 
 
 def _sniff_delimiter(header_line: str) -> str:
@@ -469,7 +482,8 @@ def _records(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
             yield row_number, row
     except csv.Error as exc:
         raise ImportFileError(
-            "file", f"row {row_number + 1} (line {end_line + 1}) is not valid CSV: {exc}"
+            "file",
+            f"row {row_number + 1} (line {end_line + 1}) is not valid CSV: {_csv_problem(exc)}",
         ) from None
     if end_line > start_line and _ends_inside_quotes(text, start_line, delimiter):
         raise ImportFileError(

@@ -36,7 +36,6 @@ TRIGRAM_MIN = 3
 # tier's key leads a btree (ix_members_search_prefix, ix_members_last_first_prefix, the phone's
 # unique index), so a page reads O(page) index entries instead of ranking every match.
 TIER_PHONE, TIER_NAME_PREFIX, TIER_LAST_FIRST_PREFIX, TIER_SUBSTRING = 4, 3, 2, 1
-TIERS = frozenset({TIER_PHONE, TIER_NAME_PREFIX, TIER_LAST_FIRST_PREFIX, TIER_SUBSTRING})
 NAME_KEY = Member.search_name.collate("C")
 LAST_FIRST_KEY = func.koinonia_fold(
     Member.last_name.op("||")(literal_column("' '")).op("||")(Member.first_name)

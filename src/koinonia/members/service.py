@@ -8,10 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koinonia.auth.context import AuthContext
 from koinonia.db.session import autocommit_reads
 from koinonia.kit.db import constraint_of
-from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached, ValidationFailed
-from koinonia.kit.pagination import decode_cursor, page_of
+from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached
+from koinonia.kit.pagination import ID, CursorSpec, OneOf, TextField
 from koinonia.kit.tenancy import lock_church
-from koinonia.members.repository import TIERS, MemberFilter, MemberRepository, SearchAfter
+from koinonia.members.repository import MemberFilter, MemberRepository, SearchAfter, search_tiers
 from koinonia.members.schemas import (
     Consent,
     MemberCreate,
@@ -47,6 +47,17 @@ async def _check_member_limit(auth: AuthContext, repo: MemberRepository) -> None
 # (zip(LISTED, row) is ~10x cheaper than Row._asdict(), which rebuilds its keys per row).
 LISTED = tuple(MemberOut.model_fields)
 
+MEMBERS_CURSOR = CursorSpec("members", (ID,))
+# A search key is a folded "first last" (100 characters each; folding may expand some) or a
+# phone number.
+_SEARCH_KEY = TextField(max_length=1000)
+
+
+def search_cursor(q: str) -> CursorSpec:
+    """The cursor of a search for `q`: bound to q, and its tier one that q's search has."""
+    tiers = frozenset(t.rank for t in search_tiers(q))
+    return CursorSpec("members.search", (OneOf(tiers), _SEARCH_KEY, ID))
+
 
 async def list_members(
     session: AsyncSession,
@@ -65,22 +76,22 @@ async def list_members(
     where = MemberFilter(group_id=group_id, branch_id=branch_id, consent=consent)
     q = q.strip() if q and q.strip() else None
     if q is None:
-        plain = decode_cursor(cursor, int)
+        plain = MEMBERS_CURSOR.decode(cursor)
         # One read, no locks or transaction-local settings: no BEGIN / COMMIT needed.
         autocommit_reads(session)
         rows = await repo.list(
             LISTED, after_id=plain[0] if plain else None, limit=limit, where=where
         )
-        items, next_cursor = page_of(rows, limit, lambda r: (r.id,))
+        items, next_cursor = MEMBERS_CURSOR.page(rows, limit, lambda r: (r.id,))
         return [dict(zip(LISTED, r, strict=True)) for r in items], next_cursor
-    # A search pages by (tier, key, id): the cursor holds where the last page ended.
-    ranked = decode_cursor(cursor, int, str, int)
-    if ranked and ranked[0] not in TIERS:
-        raise ValidationFailed.field("cursor", "malformed cursor")
+    # A search pages by (tier, key, id): the cursor holds where the last page ended, for this q
+    # (a tier q's search does not have would leave the query without a branch to run).
+    spec = search_cursor(q)
+    ranked = spec.decode(cursor, query=q)
     rows = await repo.search(
         q, LISTED, after=SearchAfter(*ranked) if ranked else None, limit=limit, where=where
     )
-    hits, next_cursor = page_of(rows, limit, lambda r: (r.tier, r.key, r.id))
+    hits, next_cursor = spec.page(rows, limit, lambda r: (r.tier, r.key, r.id), query=q)
     # Rows are LISTED's columns, then tier and key (the keyset, not shown).
     return [dict(zip(LISTED, r, strict=False)) for r in hits], next_cursor
 

@@ -10,6 +10,9 @@ from typing import Any
 from sqlalchemy import ARRAY, BigInteger, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koinonia.kit.segments import GSM7_BASIC, GSM7_EXTENSION
+from koinonia.messages.limits import FieldShape, Longest
+
 # Who a target reaches, as a condition on `members m` (church already filtered).
 AUDIENCE: dict[str, str] = {
     "all": "TRUE",
@@ -26,6 +29,24 @@ AUDIENCE: dict[str, str] = {
 TARGET_TABLE = {"members": "members", "groups": "groups", "branches": "branches"}
 
 _IDS = bindparam("ids", type_=ARRAY(BigInteger))
+
+
+def _bracketed(chars: frozenset[str]) -> str:
+    # Inside a PostgreSQL (ARE) bracket expression these four need a backslash.
+    return "".join("\\" + c if c in "\\[]^-" else c for c in sorted(chars))
+
+
+# Patterns for the per-recipient text measures (bound as parameters, not inlined):
+_MEASURES = {
+    "blank_re": "^[[:space:]]*$",  # a blank value takes its placeholders' defaults
+    # 1 septet and 1 UTF-16 unit per character: nearly every name; the others are measured
+    # character class by character class.
+    "plain_re": f"^[{_bracketed(frozenset(c for c in GSM7_BASIC if c.isascii()))}]*$",
+    "non_gsm_re": f"[^{_bracketed(GSM7_BASIC | GSM7_EXTENSION)}]",  # forces UCS-2
+    "gsm_ext": "".join(sorted(GSM7_EXTENSION)),  # 2 septets each
+    "astral_re": "[\U00010000-\U0010ffff]",  # 2 UTF-16 units each
+}
+_FIELD_COLUMNS = {"first_name": "m.first_name", "last_name": "m.last_name"}
 
 # Counts by status, summed over the counter shards (see models.MessageStatusCount).
 _COUNTS = """
@@ -107,6 +128,76 @@ class MessageRepository:
             stmt = stmt.bindparams(_IDS)
         row = (await self.session.execute(stmt, {"church_id": self.church_id, "ids": ids})).one()
         return int(row[0]), int(row[1])
+
+    async def longest_rendering(
+        self, target_type: str, ids: list[int], fields: tuple[FieldShape, ...], *, parts: bool
+    ) -> Longest:
+        """Over the opted-in audience, the largest contribution of `fields` to a recipient's
+        text, in one aggregate: characters, and with `parts` (a limit counted in parts) the
+        septets of those whose text stays GSM-7 and the UTF-16 units of those whose names make
+        it UCS-2. Per recipient, so two long names of different people are not added up.
+
+        Cheap per row for ordinary names: a blank test only for names starting with a space or
+        a non-ASCII character (names are trimmed on the way in), and for `parts` one regex per
+        name (plain 1-septet ASCII?), the character-class counts only for the rest."""
+        params: dict[str, Any] = {"church_id": self.church_id, "ids": ids}
+        inner, chars, septets, units, gsm = [], [], [], [], []
+        for i, shape in enumerate(fields):
+            column, v, b, plain = _FIELD_COLUMNS[shape.name], f"v{i}", f"b{i}", f"p{i}"
+            params |= {
+                f"k{i}": shape.copies,
+                f"bc{i}": shape.blank.chars,
+                f"bs{i}": shape.blank.septets,
+                f"bu{i}": shape.blank.units,
+                f"bg{i}": shape.blank.gsm,
+            }
+            inner += [
+                f"{column} AS {v}",
+                f"({column} = '' OR ((ascii({column}) <= 32 OR ascii({column}) > 127)"
+                f" AND {column} ~ :blank_re)) AS {b}",
+            ]
+            chars.append(f"CASE WHEN {b} THEN :bc{i} ELSE :k{i} * length({v}) END")
+            if parts:
+                inner.append(f"{column} ~ :plain_re AS {plain}")
+                ext = f"length({v}) - length(translate({v}, :gsm_ext, ''))"
+                astral = f"length({v}) - length(regexp_replace({v}, :astral_re, '', 'g'))"
+                septets.append(
+                    f"CASE WHEN {b} THEN :bs{i} WHEN {plain} THEN :k{i} * length({v})"
+                    f" ELSE :k{i} * (length({v}) + {ext}) END"
+                )
+                units.append(
+                    f"CASE WHEN {b} THEN :bu{i} WHEN {plain} THEN :k{i} * length({v})"
+                    f" ELSE :k{i} * (length({v}) + {astral}) END"
+                )
+                gsm.append(
+                    f"CASE WHEN {b} THEN CAST(:bg{i} AS boolean) WHEN {plain} THEN TRUE"
+                    f" ELSE {v} !~ :non_gsm_re END"
+                )
+        params |= _MEASURES if parts else {"blank_re": _MEASURES["blank_re"]}
+        if parts:
+            measured = (
+                f"{' + '.join(chars)} AS chars, {' + '.join(septets)} AS septets,"
+                f" {' + '.join(units)} AS units, {' AND '.join(gsm)} AS gsm"
+            )
+            aggregate = (
+                "max(chars), max(septets) FILTER (WHERE gsm),"
+                " max(units) FILTER (WHERE NOT gsm), max(units)"
+            )
+        else:
+            measured = f"{' + '.join(chars)} AS chars"
+            aggregate = "max(chars), NULL, NULL, NULL"
+        # OFFSET 0 keeps the inner query a subquery, so each regex runs once per name and
+        # row, however often the measures refer to its result.
+        stmt = text(
+            f"SELECT {aggregate} FROM (SELECT {measured} FROM ("
+            f"SELECT {', '.join(inner)} FROM members m"
+            f" WHERE m.church_id = :church_id AND m.consent = 'opted_in'"
+            f" AND {AUDIENCE[target_type]} OFFSET 0) n) r"
+        )
+        if target_type != "all":
+            stmt = stmt.bindparams(_IDS)
+        row = (await self.session.execute(stmt, params)).one()
+        return Longest(*(None if v is None else int(v) for v in row))
 
     async def create(self, new: NewMessage, *, text_limit: int | None) -> Created:
         """Message, every recipient and the quota reservation in ONE statement.

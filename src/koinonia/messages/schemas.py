@@ -1,13 +1,16 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from koinonia.kit.schemas import AwareDatetime, In, Out
 
 Content = Annotated[str, StringConstraints(min_length=1, max_length=1600)]
+# How far in the past `scheduled_at` may be: the time it took to fill in the form and send it.
+# Anything older is a mistake (a wrong date or offset) that would otherwise go out at once.
+SCHEDULE_PAST_TOLERANCE = timedelta(minutes=1)
 TargetType = Literal["all", "branches", "groups", "members"]
 
 
@@ -34,14 +37,26 @@ class MessageIn(In):
     content: Content | None = Field(
         None,
         description="Up to 1,600 characters. Merge fields: {first_name}, {last_name}, "
-        "{church_name}, with defaults like {first_name|friend}. Omit to use `template_id`.",
+        "{church_name}, with defaults like {first_name|friend}. Filled in for every recipient, "
+        "the text must also fit the church's provider (Twilio: 1,600 characters; Telnyx: 10 "
+        "parts), else 422 on `content` (dry runs too). Omit to use `template_id`.",
     )
     template_id: int | None = Field(None, ge=1, le=2**63 - 1)
     target: Target
     scheduled_at: AwareDatetime | None = Field(
-        None, description="Send later (ISO 8601 with offset). Quiet hours move it to their end."
+        None,
+        description="Send later (ISO 8601 with an offset; a time without one is refused, not "
+        "read in the church's timezone). At most a minute in the past (sends at once); earlier "
+        "is a 422. Quiet hours move it to their end.",
     )
     dry_run: bool = Field(False, description="Resolve and price the send without writing.")
+
+    @field_validator("scheduled_at")
+    @classmethod
+    def _not_in_the_past(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value < datetime.now(UTC) - SCHEDULE_PAST_TOLERANCE:
+            raise ValueError("is more than a minute in the past: omit it to send now")
+        return value
 
     @model_validator(mode="after")
     def _content_or_template(self) -> MessageIn:

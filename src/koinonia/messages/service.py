@@ -10,9 +10,9 @@ from koinonia.auth.context import AuthContext
 from koinonia.churches.repository import ChurchRepository
 from koinonia.config import get_settings
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached, ValidationFailed
-from koinonia.kit.pagination import decode_cursor, page_of
+from koinonia.kit.pagination import ID, TIMESTAMP, CursorSpec
 from koinonia.kit.segments import count_segments, render, validate_template
-from koinonia.messages import quiet_hours
+from koinonia.messages import limits, quiet_hours
 from koinonia.messages.repository import Direct, MessageRepository, NewMessage
 from koinonia.messages.schemas import (
     DryRunOut,
@@ -25,6 +25,9 @@ from koinonia.messages.schemas import (
 )
 from koinonia.models import Church
 from koinonia.templates.repository import TemplateRepository
+
+MESSAGES_CURSOR = CursorSpec("messages", (TIMESTAMP, ID))
+RECIPIENTS_CURSOR = CursorSpec("recipients", (ID,))
 
 # Typical values for merge fields when estimating segments before the per-recipient render.
 _TYPICAL = {"first_name": "Elizabeth", "last_name": "Johnson", "group_name": "Youth Ministry"}
@@ -80,6 +83,24 @@ async def _check_targets(repo: MessageRepository, target_type: str, ids: list[in
         )
 
 
+async def _check_provider_limit(
+    repo: MessageRepository, church: Church, content: str, data: MessageIn
+) -> None:
+    """422 on `content` when the text filled in for some recipient would be longer than the
+    church's provider accepts (it would be accepted here and fail at the carrier). With
+    {first_name} / {last_name}, one aggregate statement over the audience finds the longest."""
+    render = limits.plan(content, church.name)
+    limit = limits.provider_limit(church.sms_provider)
+    longest = None
+    if render.fields:
+        longest = await repo.longest_rendering(
+            data.target.type, data.target.ids, render.fields, parts=limit.max_parts is not None
+        )
+        if longest.chars is None:
+            return  # nobody opted in: nothing will be sent
+    limits.check(limit, render, longest)
+
+
 async def send(
     session: AsyncSession, auth: AuthContext, data: MessageIn
 ) -> MessageCreated | DryRunOut:
@@ -89,6 +110,7 @@ async def send(
     repo = MessageRepository(session, church_id=auth.church_id)
     content = await _resolve_content(session, auth.church_id, data)
     await _check_targets(repo, data.target.type, data.target.ids)
+    await _check_provider_limit(repo, church, content, data)
     limit = auth.plan.texts_per_month
     month = billing_month()
 
@@ -269,11 +291,11 @@ async def list_messages(
     kind: str | None,
     status: str | None,
 ) -> tuple[list[MessageOut], str | None]:
-    key = decode_cursor(cursor, datetime, int)
+    key = MESSAGES_CURSOR.decode(cursor)
     rows = await MessageRepository(session, church_id=auth.church_id).history(
         before=(key[0], key[1]) if key else None, limit=limit, kind=kind, status=status
     )
-    items, next_cursor = page_of(rows, limit, lambda r: (r.created_at, r.id))
+    items, next_cursor = MESSAGES_CURSOR.page(rows, limit, lambda r: (r.created_at, r.id))
     return [_message_out(r) for r in items], next_cursor
 
 
@@ -296,11 +318,13 @@ async def list_recipients(
     repo = MessageRepository(session, church_id=auth.church_id)
     if not await repo.exists(message_id):
         raise NotFound("message", message_id)
-    key = decode_cursor(cursor, int)
+    key = RECIPIENTS_CURSOR.decode(cursor, query=str(message_id))
     rows = await repo.recipients(
         message_id, after_member=key[0] if key else None, limit=limit, status=status
     )
-    items, next_cursor = page_of(rows, limit, lambda r: (r.member_id,))
+    items, next_cursor = RECIPIENTS_CURSOR.page(
+        rows, limit, lambda r: (r.member_id,), query=str(message_id)
+    )
     return [RecipientOut.model_validate(r._mapping) for r in items], next_cursor
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth.context import AuthContext
 from koinonia.kit.errors import NotFound, ValidationFailed
-from koinonia.kit.pagination import decode_cursor, page_of
+from koinonia.kit.pagination import ID, CursorSpec
 from koinonia.kit.schedule import Frequency, ScheduleError, next_occurrence, validate_schedule
 from koinonia.kit.segments import validate_template
 from koinonia.messages.repository import MessageRepository
@@ -23,6 +23,8 @@ from koinonia.messages.schemas import Target
 from koinonia.models import RecurringMessage
 from koinonia.recurring.repository import RecurringRepository
 from koinonia.recurring.schemas import RecurringIn, RecurringOut, RecurringPatch
+
+RECURRING_CURSOR = CursorSpec("recurring", (ID,))
 
 # Which day field each frequency uses.
 _DAY_FIELD = {"daily": None, "weekly": "day_of_week", "monthly": "day_of_month"}
@@ -129,11 +131,11 @@ async def list_recurring(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[RecurringOut], str | None]:
-    key = decode_cursor(cursor, int)
+    key = RECURRING_CURSOR.decode(cursor)
     rows = await RecurringRepository(session, church_id=auth.church_id).list(
         active=active, after_id=key[0] if key else None, limit=limit
     )
-    items, next_cursor = page_of(rows, limit, lambda r: (r[0].id,))
+    items, next_cursor = RECURRING_CURSOR.page(rows, limit, lambda r: (r[0].id,))
     return [to_out(schedule, tz) for schedule, tz in items], next_cursor
 
 

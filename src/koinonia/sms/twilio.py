@@ -19,6 +19,8 @@ from koinonia.sms.http import HttpClient
 
 API_VERSION = "2010-04-01"
 OPTED_OUT_CODE = "21610"  # "Attempt to send to unsubscribed recipient"
+# The longest Body the Messages resource accepts, in characters (21617 beyond it).
+MAX_BODY_CHARS = 1600
 # Codes Twilio documents as "slow down / try again" rather than "this text cannot go":
 # 20429 too many requests, 20500/20503 server trouble, 21611 sender queue full,
 # 30001 queue overflow, 30022 10DLC rate limit, 63017 account rate limit.

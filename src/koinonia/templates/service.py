@@ -6,9 +6,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koinonia.auth.context import AuthContext
 from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound
-from koinonia.kit.pagination import decode_cursor, page_of
+from koinonia.kit.pagination import ID, CursorSpec
 from koinonia.templates.repository import TemplateRepository
 from koinonia.templates.schemas import TemplateIn, TemplateOut, TemplatePatch
+
+TEMPLATES_CURSOR = CursorSpec("templates", (ID,))
 
 
 def _name_taken(exc: IntegrityError) -> Conflict | None:
@@ -25,11 +27,11 @@ async def list_templates(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[TemplateOut], str | None]:
-    key = decode_cursor(cursor, int)
+    key = TEMPLATES_CURSOR.decode(cursor)
     rows = await TemplateRepository(session, church_id=auth.church_id).list(
         category=category, after_id=key[0] if key else None, limit=limit
     )
-    items, next_cursor = page_of(rows, limit, lambda t: (t.id,))
+    items, next_cursor = TEMPLATES_CURSOR.page(rows, limit, lambda t: (t.id,))
     return [TemplateOut.model_validate(t) for t in items], next_cursor
 
 
