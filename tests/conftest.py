@@ -18,4 +18,5 @@ pytest_plugins = [
     "fixtures.app",
     "fixtures.factories",
     "fixtures.committed",
+    "fixtures.redis_servers",
 ]

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fixtures.factories import Tenant, make_branch
 from koinonia.kit import cache
 from koinonia.kit.metrics import CACHE
-from koinonia.kit.store import MemoryStore, Store, get_store, init_store
+from koinonia.kit.store import MemoryStore, Store, StoreUnavailable, get_store, init_store
 
 
 class Counted:
@@ -58,64 +58,60 @@ class BrokenStore:
         return None
 
 
-class DegradedStore(BrokenStore):
-    """What RedisStore answers while Redis is down: misses, dropped writes, counters at 0."""
+class UnavailableStore(BrokenStore):
+    """What RedisStore answers while Redis is down or its breaker is open."""
+
+    failed_at = 0.0
 
     async def get(self, key: str) -> bytes | None:
-        return None
+        raise StoreUnavailable("get")
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
-        return None
+        raise StoreUnavailable("set")
 
     async def incr(self, key: str, ttl_s: float, by: int = 1) -> int:
-        return 0
+        raise StoreUnavailable("incr")
 
     async def get_many_and_incr(
         self, keys: Sequence[str], counter: str, ttl_s: float
     ) -> tuple[list[bytes | None], int]:
-        return [None] * len(keys), 0
+        raise StoreUnavailable("get_many_and_incr")
 
 
 class BrokenCacheStore(MemoryStore):
-    """Raises on the cache's keys only: the rate limiter (auth) shares the store and relies on
-    RedisStore never raising, so the API-level test breaks just what the cache touches."""
+    """Raises on the cache's keys only, so the API-level test breaks just what the cache
+    touches (the request's authentication reads succeed)."""
+
+    error: type[Exception] = ConnectionError
 
     async def get(self, key: str) -> bytes | None:
         if key.startswith("cache:"):
-            raise ConnectionError("store down")
+            raise self.error("store down")
         return await super().get(key)
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         if key.startswith("cache:"):
-            raise ConnectionError("store down")
+            raise self.error("store down")
         await super().set(key, value, ttl_s)
 
     async def incr(self, key: str, ttl_s: float, by: int = 1) -> int:
         if key.startswith("cache:"):
-            raise ConnectionError("store down")
+            raise self.error("store down")
         return await super().incr(key, ttl_s, by)
 
     async def get_many_and_incr(
         self, keys: Sequence[str], counter: str, ttl_s: float
     ) -> tuple[list[bytes | None], int]:
-        # One round trip for the authentication's reads: it fails or degrades as a whole, as
-        # RedisStore's does (answering nothing); here its cache key reads as absent, so the
-        # cache layer meets the failure itself, on its own read of the version.
+        # One round trip for the authentication's reads; here its cache key reads as absent,
+        # so the cache layer meets the failure itself, on its own read of the version.
         values = [None if k.startswith("cache:") else await MemoryStore.get(self, k) for k in keys]
         return values, await self.incr(counter, ttl_s)
 
 
-class DegradedCacheStore(BrokenCacheStore):
-    """RedisStore's answers while Redis is down (for every key: the rate limit lets all in)."""
+class UnavailableCacheStore(BrokenCacheStore):
+    """RedisStore's answer on the cache's keys while Redis is down: StoreUnavailable."""
 
-    async def get(self, key: str) -> bytes | None:
-        return None
-
-    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
-        return None
-
-    async def incr(self, key: str, ttl_s: float, by: int = 1) -> int:
-        return 0
+    error = StoreUnavailable
 
 
 @pytest.fixture
@@ -212,7 +208,9 @@ async def test_models_are_stored_as_json(memory_store: Store) -> None:
         await cache.get_or_load_json("t.model", 2, 60, Counted(object()))
 
 
-@pytest.mark.parametrize("store", [BrokenStore(), DegradedStore()], ids=["raising", "degraded"])
+@pytest.mark.parametrize(
+    "store", [BrokenStore(), UnavailableStore()], ids=["raising", "unavailable"]
+)
 async def test_store_failures_fall_back_to_the_loader(store: Store) -> None:
     init_store(None)
     import koinonia.kit.store as store_module
@@ -368,7 +366,7 @@ async def test_another_churchs_write_does_not_invalidate(
 
 
 @pytest.mark.parametrize(
-    "store", [BrokenCacheStore(), DegradedCacheStore()], ids=["raising", "degraded"]
+    "store", [BrokenCacheStore(), UnavailableCacheStore()], ids=["raising", "unavailable"]
 )
 async def test_broken_store_falls_back_to_the_database(
     client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant, store: Store

@@ -16,7 +16,7 @@ from koinonia.config import Settings, get_settings
 from koinonia.db.session import autocommit_reads, request_session
 from koinonia.kit import cache
 from koinonia.kit.errors import Forbidden, RateLimited, Unauthorized
-from koinonia.kit.store import get_store
+from koinonia.kit.store import StoreUnavailable, get_store, local_store
 
 bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
@@ -76,18 +76,29 @@ async def current_auth(
     # Who the session is, the church's cache version (for cached reads later in the request)
     # and its request count, in one store round trip. (The token's church: a genuine token,
     # even of an ended session, counts for its church.)
-    (raw, version), used = await get_store().get_many_and_incr(
-        [context_cache.key(claims.session_id), cache.version_key(claims.church_id)],
-        _church_window_key(claims.church_id),
-        61,
-    )
-    cache.use_request_version(claims.church_id, version)
+    store = get_store()
+    window = _church_window_key(claims.church_id)
+    try:
+        (raw, version), used = await store.get_many_and_incr(
+            [context_cache.key(claims.session_id), cache.version_key(claims.church_id)], window, 61
+        )
+        available = True
+    except StoreUnavailable:
+        # The limit keeps counting, in this process; the session comes from the database.
+        raw = version = None
+        used = await local_store().incr(window, 61)
+        available = False
+    cache.use_request_version(claims.church_id, version, available=available)
+    if context_cache.is_ended(raw):
+        raise Unauthorized("session ended; log in again", code="session_revoked")
     ctx = context_cache.decode(raw)
+    if ctx is not None and not context_cache.trusted(store, settings.auth_cache_ttl_s):
+        ctx = None
     if ctx is None or ctx.admin_id != claims.admin_id:
         ctx = await AuthRepository(session).load_context(
             session_id=claims.session_id, admin_id=claims.admin_id
         )
-        if ctx is not None:
+        if ctx is not None and available:
             await context_cache.put(ctx, settings.auth_cache_ttl_s)
     if ctx is None or ctx.church_id != claims.church_id:
         raise Unauthorized("session ended; log in again", code="session_revoked")
@@ -101,7 +112,9 @@ async def current_auth(
 
 def _church_window_key(church_id: int) -> str:
     """The church's request counter: a fixed one-minute window, shared across processes
-    through the store."""
+    through the store. Counted before it is checked (INCR, then compare), so concurrent requests
+    cannot all pass one check. While the store is unavailable each process counts on its own
+    against the same limit: a church gets at most its limit per process, never unlimited."""
     return f"rl:church:{church_id}:{int(time.time() // 60)}"
 
 

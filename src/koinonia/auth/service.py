@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -12,7 +13,7 @@ from koinonia.churches.repository import AdminRepository, create_church
 from koinonia.config import Settings
 from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, RateLimited, Unauthorized
-from koinonia.kit.store import get_store
+from koinonia.kit.store import StoreUnavailable, get_store, local_store
 
 TRIAL_DAYS = 14
 
@@ -79,14 +80,38 @@ async def login(
     session: AsyncSession, settings: Settings, data: LoginIn, *, address: str
 ) -> TokenPair:
     """Five failures for one account from one address in 15 minutes lock that pair out for the
-    window; twenty for one account from anywhere lock the account out for the window."""
-    store = get_store()
+    window; twenty for one account from anywhere lock the account out for the window.
+
+    Each attempt is counted before its password is checked, in one atomic step with the check
+    (`Store.reserve`): concurrent attempts cannot all pass a check made before any of them
+    counted, so at most the limit of passwords is ever checked. A successful login takes its
+    attempt back (and clears the address's failures).
+
+    Attempts count in this process too (`local_store()`), always, and a login must pass both:
+    across processes the shared store limits; within one process the limit holds whatever the
+    shared store does (down, hung, a timeout under load), so the throttle never stops limiting.
+    While the shared store is unavailable an attacker gets at most the limit per API process."""
     email = str(data.email).lower()
     pair_key, account_key = f"login-fail:{email}:{address}", f"login-fail:{email}"
-    pair, account = await store.get(pair_key), await store.get(account_key)
-    if (pair is not None and int(pair) >= settings.login_max_failures) or (
-        account is not None and int(account) >= settings.login_max_failures * ACCOUNT_FAILURE_FACTOR
-    ):
+    limits = [
+        (pair_key, settings.login_max_failures),
+        (account_key, settings.login_max_failures * ACCOUNT_FAILURE_FACTOR),
+    ]
+    keys = [key for key, _ in limits]
+    local, shared = local_store(), get_store()
+    counted_in = [local]
+    refused = await local.reserve(limits, settings.login_window_s)
+    if not refused and shared is not local:
+        try:
+            refused = await shared.reserve(limits, settings.login_window_s)
+        except StoreUnavailable:
+            pass  # the process's count decides alone
+        else:
+            if refused:
+                await local.release(keys)  # refused attempts count nowhere
+            else:
+                counted_in.append(shared)
+    if refused:
         raise RateLimited(
             "too many failed logins; try again later", retry_after=settings.login_window_s
         )
@@ -94,10 +119,11 @@ async def login(
     admin = await repo.find_admin_by_email(str(data.email))
     ok = await security.verify_password(admin.password_hash if admin else None, data.password)
     if admin is None or not ok:
-        await store.incr(pair_key, settings.login_window_s)
-        await store.incr(account_key, settings.login_window_s)
         raise Unauthorized("wrong email or password", code="invalid_credentials")
-    await store.delete(pair_key)
+    for store in counted_in:
+        # If the store cannot take it back, the attempt stays counted: a limit errs to holding.
+        with contextlib.suppress(StoreUnavailable):
+            await store.release([account_key], clear=[pair_key])
     return await _issue(repo, settings, admin_id=admin.id, church_id=admin.church_id)
 
 
@@ -114,7 +140,7 @@ async def refresh(session: AsyncSession, settings: Settings, token: str) -> Toke
         # Revoke the whole family so neither holder can go on; the revocation must survive the
         # 401, so it is committed by the router before the error is raised.
         if await repo.revoke(session_id, "refresh_reuse"):
-            await context_cache.forget([session_id])
+            context_cache.end_after_commit(session, [session_id])
             raise RefreshReused()
         raise Unauthorized("session ended; log in again", code="session_revoked")
     admin_id, church_id = owner
@@ -136,4 +162,5 @@ class RefreshReused(Unauthorized):
 
 async def logout(session: AsyncSession, session_id: str) -> None:
     await AuthRepository(session).revoke(session_id, "logout")
-    await context_cache.forget([session_id])
+    # Even when it had ended already (a concurrent logout): the mark is idempotent and true.
+    context_cache.end_after_commit(session, [session_id])

@@ -93,4 +93,4 @@ async def remove_admin(session: AsyncSession, auth: AuthContext, admin_id: int) 
         raise NotFound("admin", admin_id)
     if admin.role == "PRIMARY":
         raise ValidationFailed.field("admin_id", "the primary admin cannot be removed")
-    await context_cache.forget(await repo.delete(admin_id))
+    context_cache.end_after_commit(session, await repo.delete(admin_id))

@@ -16,8 +16,11 @@ the store, so a local copy can only be served while its version is current; it s
 store round trip of a hit.
 
 Every store failure degrades to the loader (the database), never to an error: a broken Redis
-makes the cache a pass-through. Lookups are counted in `koinonia_cache_requests_total{name,
-result}` with result `hit`, `miss` or `error` (store unavailable: loaded, not cached).
+makes the cache a pass-through (and a request whose first store read failed does not try the
+store again: `use_request_version(..., available=False)`). An invalidation the store cannot take
+is logged; that church's documents are then as stale as their TTL allows. Lookups are counted
+in `koinonia_cache_requests_total{name, result}` with result `hit`, `miss` or `error` (store
+unavailable: loaded, not cached).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pydantic import BaseModel
 
 from koinonia.kit.logging import log
 from koinonia.kit.metrics import CACHE
-from koinonia.kit.store import Store, get_store
+from koinonia.kit.store import Store, StoreUnavailable, get_store
 
 # A version lives a day from its creation; entries must live less than that.
 VERSION_TTL_S = 24 * 3600
@@ -72,14 +75,17 @@ def version_key(church_id: int) -> str:
 
 # The church's version as read at the start of this request, with its authentication (one store
 # round trip for both: auth.deps). Request-scoped: a context variable set in the request's task.
+# The value is the raw store value (None when absent), or _UNAVAILABLE when the store failed.
+_UNAVAILABLE = b""
 _request_version: ContextVar[tuple[int, bytes | None] | None] = ContextVar(
     "cache_request_version", default=None
 )
 
 
-def use_request_version(church_id: int, raw: bytes | None) -> None:
-    """This request read the church's version already (raw store value, None when absent)."""
-    _request_version.set((church_id, raw))
+def use_request_version(church_id: int, raw: bytes | None, *, available: bool = True) -> None:
+    """This request read the church's version already (raw store value, None when absent), or
+    found the store unavailable (then its cached reads go straight to the database)."""
+    _request_version.set((church_id, raw if available else _UNAVAILABLE))
 
 
 def _entry_key(name: str, variant: str, church_id: int, version: int) -> str:
@@ -101,16 +107,17 @@ def _encode(value: Any) -> bytes:
     return orjson.dumps(value, default=_encode_default)
 
 
-async def _current_version(store: Store, church_id: int) -> int | None:
-    """The church's cache version; None when the store cannot say (then nothing is cached)."""
+async def _current_version(store: Store, church_id: int) -> int:
+    """The church's cache version. Raises StoreUnavailable when the store cannot say."""
     read = _request_version.get()
     raw = read[1] if read is not None and read[0] == church_id else None
+    if raw == _UNAVAILABLE:
+        raise StoreUnavailable("get")
     if raw is None:
         raw = await store.get(version_key(church_id))
     if raw is not None:
         return int(raw)
-    started = await store.incr(version_key(church_id), VERSION_TTL_S, by=_step())
-    return started or None  # RedisStore answers 0 when Redis is down
+    return await store.incr(version_key(church_id), VERSION_TTL_S, by=_step())
 
 
 async def get_or_load_json(
@@ -127,16 +134,17 @@ async def get_or_load_json(
     key: str | None = None
     try:
         version = await _current_version(store, church_id)
-        if version is not None:
-            key = _entry_key(name, variant, church_id, version)
-            cached = _local_get(key)
-            if cached is None:
-                cached = await store.get(key)
-                if cached is not None:
-                    _local_put(key, cached, ttl_s)
+        key = _entry_key(name, variant, church_id, version)
+        cached = _local_get(key)
+        if cached is None:
+            cached = await store.get(key)
             if cached is not None:
-                CACHE.labels(name, "hit").inc()
-                return cached
+                _local_put(key, cached, ttl_s)
+        if cached is not None:
+            CACHE.labels(name, "hit").inc()
+            return cached
+    except StoreUnavailable:
+        key = None  # the store logs its outages, once per cause
     except Exception as exc:
         key = None
         log.warning("cache_unavailable", op="get", name=name, error=repr(exc))
@@ -146,6 +154,8 @@ async def get_or_load_json(
         _local_put(key, value, ttl_s)
         try:
             await store.set(key, value, ttl_s)
+        except StoreUnavailable:
+            pass
         except Exception as exc:
             log.warning("cache_unavailable", op="set", name=name, error=repr(exc))
     return value
@@ -164,5 +174,7 @@ async def invalidate_church(church_id: int) -> None:
     under the new version). Never raises: a store outage is logged and the TTLs take over."""
     try:
         await get_store().incr(version_key(church_id), VERSION_TTL_S, by=_step())
+    except StoreUnavailable:
+        pass
     except Exception as exc:
         log.warning("cache_unavailable", op="invalidate", church_id=church_id, error=repr(exc))
