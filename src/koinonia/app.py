@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from koinonia.config import Settings, get_settings
 from koinonia.db import engine as db_engine
 from koinonia.db.migrate import migrate
-from koinonia.kit.errors import KoinoniaError
+from koinonia.kit.errors import InternalError, KoinoniaError
 from koinonia.kit.http import RequestPipeline
 from koinonia.kit.logging import configure_logging, log
 from koinonia.kit.store import get_store, init_store
@@ -113,8 +113,15 @@ def create_app(settings: Settings | None = None, *, manage_engine: bool = True) 
     app.add_middleware(
         RequestPipeline,
         limit=settings.max_requests_in_flight,
+        webhook_limit=settings.max_webhooks_in_flight,
+        public_limit=settings.max_public_in_flight,
+        webhook_prefix=f"{API_PREFIX}/webhooks/",
+        public_paths=[f"{API_PREFIX}/auth/{name}" for name in ("login", "register", "refresh")],
         max_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
+        body_timeout_s=settings.body_timeout_s,
+        upload_timeout_s=settings.upload_timeout_s,
+        on_error=UnhandledErrors(),
     )
     return app
 
@@ -161,13 +168,18 @@ def _install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled_error", path=request.url.path)
-        return JSONResponse(
-            {"error": "internal_error", "detail": "something went wrong on our side"},
-            status_code=500,
-        )
+    # Exceptions no handler takes are answered by the request pipeline (`unhandled_error`):
+    # a handler registered for Exception runs in Starlette's outermost middleware, which
+    # re-raises after answering, and uvicorn then drops the client's keep-alive connection.
+
+
+class UnhandledErrors:
+    """The request pipeline's answer to an exception no handler took (`on_error`): a 500 with
+    its traceback logged."""
+
+    def __call__(self, exc: Exception, scope: Any) -> KoinoniaError:
+        log.error("unhandled_error", path=scope.get("path"), exc_info=exc)
+        return InternalError("something went wrong on our side")
 
 
 def _install_ops_routes(app: FastAPI, settings: Settings) -> None:

@@ -94,3 +94,7 @@ class RateLimited(KoinoniaError):
         super().__init__(
             detail, headers={"Retry-After": str(retry_after)}, extra={"retry_after": retry_after}
         )
+
+
+class InternalError(KoinoniaError):
+    status, code = 500, "internal_error"
