@@ -21,6 +21,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from koinonia.config import Settings
+from koinonia.kit.deadlines import Deadlines
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -37,39 +38,34 @@ class HttpProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.header_timeout_s = header_timeout_s
-        self.header_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_header_deadline()
+        _header_deadlines.add(self, self.header_timeout_s)
 
     def data_received(self, data: bytes) -> None:
         # Bytes between requests start the next one's headers (even bare CRLFs, which the
         # parser skips without beginning a message but which disarm uvicorn's keep-alive timer).
-        if self.header_deadline is None and (self.cycle is None or self.cycle.response_complete):
-            self._arm_header_deadline()
+        between_requests = self.cycle is None or self.cycle.response_complete
+        if between_requests and self not in _header_deadlines.due:
+            _header_deadlines.add(self, self.header_timeout_s)
         super().data_received(data)
 
     def on_headers_complete(self) -> None:
-        self._disarm_header_deadline()
+        _header_deadlines.discard(self)
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_header_deadline()
+        _header_deadlines.discard(self)
         super().connection_lost(exc)
 
-    def _arm_header_deadline(self) -> None:
-        self.header_deadline = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
-
-    def _disarm_header_deadline(self) -> None:
-        if self.header_deadline is not None:
-            self.header_deadline.cancel()
-            self.header_deadline = None
-
-    def _headers_too_slow(self) -> None:
-        self.header_deadline = None
+    def headers_too_slow(self) -> None:
         if not self.transport.is_closing():
             self.transport.close()
+
+
+# One watcher for every connection's header deadline (a timer per request cost ~4 µs of CPU).
+_header_deadlines: Deadlines[HttpProtocol] = Deadlines(HttpProtocol.headers_too_slow)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
