@@ -44,7 +44,7 @@ async def serve_api(engine: AsyncEngine) -> AsyncIterator[ServeApi]:
             await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
         try:
-            yield LiveServer(app, port)
+            yield LiveServer(app, port, server)
         finally:
             server.should_exit = True
             server.force_exit = True  # stalled test clients must not hold the shutdown

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 
 # Each test's guard against a hang: far longer than any deadline the tests configure, so it
@@ -82,6 +83,11 @@ def request(method: str, path: str, body: bytes = b"", **headers: str) -> bytes:
 class LiveServer:
     app: FastAPI
     port: int
+    server: uvicorn.Server
+
+    def requests_in_progress(self) -> int:
+        """Requests whose headers the server has read and that are not finished."""
+        return len(self.server.server_state.tasks)
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[Conn]:

@@ -40,7 +40,7 @@ async def test_stalled_bodies_hold_no_slot_and_others_are_served(serve_api: Serv
         for path in [LOGIN, TWILIO_STATUS, BRANCHES, "/api/v1/members"] * 3:
             conn = await stack.enter_async_context(server.connect())
             await conn.send(stalled(path))
-        await asyncio.sleep(0)  # let the server take the stalled requests in first
+        await until(lambda: server.requests_in_progress() == 12)  # all stalled, in the server
 
         answers = await asyncio.gather(
             server.fetch(request("GET", BRANCHES)),
