@@ -71,6 +71,8 @@ def serve(
     """Run the API."""
     import uvicorn
 
+    from koinonia.kit.server import uvicorn_options
+
     settings = load_settings()
     uvicorn.run(
         "koinonia.app:create_app",
@@ -78,8 +80,7 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
-        log_level="warning",
-        access_log=False,
+        **uvicorn_options(settings),
     )
 
 

@@ -43,7 +43,19 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     # Requests processed at once per process; the rest queue (see kit.http.RequestPipeline).
     max_requests_in_flight: int = Field(default=64, ge=1)
+    # Carriers' webhooks and the unauthenticated auth endpoints (login, register, refresh) are
+    # admitted by gates of their own, so neither user traffic nor a login flood delays them.
+    max_webhooks_in_flight: int = Field(default=32, ge=1)
+    max_public_in_flight: int = Field(default=16, ge=1)
     max_upload_bytes: int = 20 * 1_048_576
+    # Slow clients (kit.server, kit.http): a request's headers must arrive within
+    # header_timeout_s (else the connection is closed), its body within body_timeout_s
+    # (upload_timeout_s for CSV imports; else 408 and close); an idle connection is closed
+    # after keep_alive_timeout_s.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    upload_timeout_s: float = Field(default=300.0, gt=0)
+    keep_alive_timeout_s: int = Field(default=5, ge=1)
 
     # Auth
     jwt_secret: str = "dev-only-secret-change-me-in-production-32b"

@@ -20,6 +20,7 @@ from koinonia.db import engine as db_engine
 from koinonia.db.migrate import migrate
 from koinonia.delivery.worker import install_signal_handlers, run_worker
 from koinonia.kit.logging import configure_logging, log
+from koinonia.kit.server import uvicorn_options
 from koinonia.sms.sandbox import DEFAULT_PORT, SandboxConfig, start_sandbox
 
 _SANDBOX_DEFAULTS = SandboxConfig()
@@ -78,8 +79,7 @@ async def serve_dev(settings: Settings, *, stop: asyncio.Event | None = None) ->
                 create_app(settings),
                 host=settings.host,
                 port=settings.port,
-                log_level="warning",
-                access_log=False,
+                **uvicorn_options(settings),
             )
         )
         api = asyncio.create_task(server.serve(), name="dev-api")

@@ -94,3 +94,64 @@ class RateLimited(KoinoniaError):
         super().__init__(
             detail, headers={"Retry-After": str(retry_after)}, extra={"retry_after": retry_after}
         )
+
+
+class InternalError(KoinoniaError):
+    status, code = 500, "internal_error"
+
+
+class DatabaseUnavailable(KoinoniaError):
+    """The database cannot serve the request now (down, restarting, connection lost, pool
+    exhausted): a 503 the client retries after `retry_after` seconds, not a 500."""
+
+    status, code = 503, "database_unavailable"
+
+    def __init__(self, *, retry_after: int) -> None:
+        super().__init__(
+            "the database is unavailable; retry shortly",
+            headers={"Retry-After": str(retry_after)},
+            extra={"retry_after": retry_after},
+        )
+
+
+# Connection exceptions (class 08), the server shutting down or starting up (57P01-57P03), and
+# too many connections (53300): conditions of the server, not of the request.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def database_unavailable(exc: BaseException) -> str | None:
+    """Why the database could not serve the request (a short cause: `pool_timeout`,
+    `connection_lost`, `connect_failed`, `sqlstate_<code>`), or None when `exc` is not a
+    database outage (a bug, a constraint, anything a retry would not fix)."""
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, PoolTimeout):
+        return "pool_timeout"
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return "connection_lost"
+        orig = exc.orig
+        code = getattr(orig, "sqlstate", None) or getattr(
+            getattr(orig, "__cause__", None), "sqlstate", None
+        )
+    elif isinstance(exc, OSError):
+        # Connecting is the one step SQLAlchemy does not wrap: asyncpg's own OSError (refused,
+        # unreachable, name not found, connect timeout) reaches us as is.
+        return "connect_failed" if _raised_in_driver(exc) else None
+    else:
+        # asyncpg's server errors at connect time (e.g. "the database system is starting up")
+        # are not wrapped either; only they carry a `sqlstate` raised from the driver.
+        code = getattr(exc, "sqlstate", None) if _raised_in_driver(exc) else None
+    if isinstance(code, str) and (code.startswith("08") or code in _UNAVAILABLE_SQLSTATES):
+        return f"sqlstate_{code}"
+    return None
+
+
+def _raised_in_driver(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith("asyncpg"):
+            return True
+        tb = tb.tb_next
+    return False
