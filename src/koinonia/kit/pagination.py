@@ -16,7 +16,7 @@ import base64
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
@@ -87,7 +87,8 @@ class TextField:
 
 @dataclass(frozen=True, slots=True)
 class TimestampField:
-    """An aware datetime written by `datetime.isoformat()`, returned in UTC."""
+    """A UTC datetime written by `datetime.isoformat()` (the database hands timestamps out in
+    UTC, so every cursor we issue says +00:00; another offset names a cursor we never wrote)."""
 
     def parse(self, value: object) -> datetime:
         if type(value) is not str:
@@ -95,9 +96,8 @@ class TimestampField:
         parsed = datetime.fromisoformat(value)
         # fromisoformat is lenient (it takes any separator, NUL included): only the exact text
         # the encoder writes is a cursor's time.
-        if parsed.tzinfo is None or parsed.isoformat() != value:
+        if parsed.utcoffset() != timedelta(0) or parsed.isoformat() != value:
             raise ValueError
-        # In UTC, as the database compares it; OverflowError when it cannot be.
         return parsed.astimezone(UTC)
 
 
