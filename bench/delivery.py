@@ -208,7 +208,7 @@ async def naive_sequential(sandbox_url: str, n: int) -> float:
         "sandbox",
         base_url=sandbox_url,
         twilio_account_sid=settings.twilio_account_sid,
-        twilio_auth_token=settings.twilio_auth_token,
+        twilio_auth_token=settings.twilio_auth_token.get_secret_value(),
         http=http,
     )
     started = time.perf_counter()

@@ -453,7 +453,7 @@ async def load_scenarios(engine: AsyncEngine, size: Size, seconds: float) -> lis
             clients=64,
             seconds=seconds,
             request=load.twilio_status_request(
-                server.url, provider_ids, settings.twilio_auth_token
+                server.url, provider_ids, settings.twilio_auth_token.get_secret_value()
             ),
         )
         rows.append(
