@@ -166,3 +166,39 @@ def test_the_public_url_is_stored_without_a_trailing_slash(given: str, stored: s
 def test_a_public_url_providers_cannot_call_is_refused(bad: str) -> None:
     with pytest.raises(ValidationError, match="public_url"):
         Settings(_env_file=None, public_url=bad)  # type: ignore[call-arg]
+
+
+async def test_a_provider_without_a_real_credential_sends_nothing_in_production() -> None:
+    # The dispatcher refuses to build it (each text is retried as misconfigured, then fails);
+    # a real credential builds it.
+    from koinonia.delivery.dispatcher import Dispatcher
+
+    base = get_settings()
+    for token, key in ((DEV_TWILIO_AUTH_TOKEN, DEV_TELNYX_API_KEY), ("", "")):
+        settings = base.model_copy(
+            update={
+                "env": "production",
+                "twilio_auth_token": SecretStr(token),
+                "telnyx_api_key": SecretStr(key),
+            }
+        )
+        dispatcher = Dispatcher(settings)
+        try:
+            for provider in ("twilio", "telnyx"):
+                with pytest.raises(ValueError, match="provider needs"):
+                    dispatcher.provider(provider)
+        finally:
+            await dispatcher.close()
+    real = base.model_copy(
+        update={
+            "env": "production",
+            "twilio_auth_token": SecretStr(REAL_TWILIO),
+            "telnyx_api_key": SecretStr(REAL_TELNYX),
+        }
+    )
+    dispatcher = Dispatcher(real)
+    try:
+        assert dispatcher.provider("twilio").name == "twilio"
+        assert dispatcher.provider("telnyx").name == "telnyx"
+    finally:
+        await dispatcher.close()
