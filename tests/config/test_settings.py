@@ -120,11 +120,9 @@ def test_the_cli_refuses_production_with_one_line_naming_the_setting(
     monkeypatch.setenv("KOINONIA_ENV", "production")
     monkeypatch.setenv("KOINONIA_JWT_SECRET", REAL_JWT)
     monkeypatch.setenv("KOINONIA_TWILIO_AUTH_TOKEN", DEV_TWILIO_AUTH_TOKEN)
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(cli.app, ["migrate"])
-    finally:
-        get_settings.cache_clear()
+    # Settings read afresh from this environment; the suite's cached settings stay untouched.
+    monkeypatch.setattr(cli, "get_settings", Settings)
+    result = CliRunner().invoke(cli.app, ["migrate"])
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
@@ -133,11 +131,8 @@ def test_the_cli_refuses_production_with_one_line_naming_the_setting(
 
 def test_a_field_error_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KOINONIA_PUBLIC_URL", "sms.example.org")
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(cli.app, ["migrate"])
-    finally:
-        get_settings.cache_clear()
+    monkeypatch.setattr(cli, "get_settings", Settings)
+    result = CliRunner().invoke(cli.app, ["migrate"])
     assert result.exit_code == 2
     assert "configuration error: KOINONIA_PUBLIC_URL: must be an http" in result.output
 
