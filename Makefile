@@ -1,17 +1,31 @@
 # Koinonia: `make run` serves the API + worker + SMS sandbox on embedded PostgreSQL;
-# `make test` runs the whole suite. Both bootstrap .venv on first use.
+# `make test` runs the whole suite. Both bootstrap .venv on first use, from requirements.lock
+# (every dependency pinned with its hashes), so every install gets the versions tested.
+# `make lock` updates the lock after a change to pyproject.toml (pins kept where still
+# allowed; `make lock LOCK_ARGS=--upgrade` moves everything to the newest allowed).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+# The lock tool lives in its own venv: it is not a dependency of the project.
+LOCK_VENV := .venv-lock
+UV_VERSION := 0.13.9
+LOCK_ARGS ?=
 
-.PHONY: run test lint format typecheck bench bench-full migrate clean
+.PHONY: run test lint format typecheck bench bench-full migrate lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	@$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
+
+lock:
+	@test -x $(LOCK_VENV)/bin/uv || { $(PY) -m venv $(LOCK_VENV) && \
+		$(LOCK_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION); }
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --universal \
+		--python-version 3.11 --custom-compile-command "make lock" --quiet $(LOCK_ARGS) -o $(LOCK)
 
 run: $(STAMP)
 	$(BIN)/koinonia dev
@@ -41,4 +55,4 @@ bench-full: $(STAMP)
 	$(BIN)/python -m bench --full
 
 clean:
-	rm -rf $(VENV) .koinonia .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) .koinonia .pytest_cache .mypy_cache .ruff_cache

@@ -9,12 +9,18 @@ import json
 import os
 import platform
 import re
+import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("KOINONIA_ENV", "production")  # JSON logs, no dev shortcuts
+# Production refuses the public development secrets: the bench makes its own for the run (the
+# servers and workers it starts inherit them; the sandbox is given the Twilio token).
+os.environ.setdefault("KOINONIA_JWT_SECRET", secrets.token_urlsafe(32))
+os.environ.setdefault("KOINONIA_TWILIO_AUTH_TOKEN", secrets.token_urlsafe(32))
+os.environ.setdefault("KOINONIA_TELNYX_API_KEY", "")  # no bench church uses Telnyx
 os.environ.setdefault("KOINONIA_CHURCH_RATE_LIMIT_PER_MIN", "100000000")
 
 import httpx

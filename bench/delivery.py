@@ -98,10 +98,12 @@ class Rig:
         async with job_session() as s:
             await s.execute(text("DELETE FROM churches"))
         port = free_port()
+        token = settings.twilio_auth_token.get_secret_value()
         self.sandbox_url = f"http://127.0.0.1:{port}"
         code = (
             "from koinonia.sms.sandbox import run_sandbox, SandboxConfig;"
-            f"run_sandbox(SandboxConfig(latency_ms=50, delivery_delay_ms=3_600_000), port={port})"
+            "run_sandbox(SandboxConfig(latency_ms=50, delivery_delay_ms=3_600_000,"
+            f" twilio_auth_token={token!r}), port={port})"
         )
         self.procs.append(subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL))
         env = {
@@ -208,7 +210,7 @@ async def naive_sequential(sandbox_url: str, n: int) -> float:
         "sandbox",
         base_url=sandbox_url,
         twilio_account_sid=settings.twilio_account_sid,
-        twilio_auth_token=settings.twilio_auth_token,
+        twilio_auth_token=settings.twilio_auth_token.get_secret_value(),
         http=http,
     )
     started = time.perf_counter()

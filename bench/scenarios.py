@@ -500,7 +500,9 @@ async def load_scenarios(engine: AsyncEngine, size: Size, seconds: float) -> lis
         )
 
         def reports(base: str, path: str = "/api/v1/webhooks/twilio/status") -> Any:
-            return load.twilio_status_request(base, provider_ids, settings.twilio_auth_token, path)
+            return load.twilio_status_request(
+                base, provider_ids, settings.twilio_auth_token.get_secret_value(), path
+            )
 
         bare = await anchored("reports", 64, lambda base: reports(base, "/status"))
         hooks = await load.drive(server, clients=64, seconds=seconds, request=reports(server.url))

@@ -23,11 +23,20 @@ def load_settings() -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
-        )
-        console.print(f"[red]configuration error:[/] {problems}", highlight=False)
+        problems = "; ".join(_problem(e["loc"], e["msg"]) for e in exc.errors())
+        # One line, unwrapped, so a log collector keeps it whole.
+        console.print(f"[red]configuration error:[/] {problems}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def _problem(loc: tuple[int | str, ...], msg: str) -> str:
+    # A field's error names its variable; a check across fields names it in its message.
+    msg = msg.removeprefix("Value error, ")
+    if not loc:
+        return msg
+    name = ".".join(str(part) for part in loc).upper()
+    known = name.lower() in Settings.model_fields and name not in ("DATABASE_URL", "REDIS_URL")
+    return f"{'KOINONIA_' if known else ''}{name}: {msg}"
 
 
 async def _prepare(settings: Settings, *, seed: bool) -> bool:

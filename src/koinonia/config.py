@@ -1,15 +1,32 @@
-"""Settings from the environment (`KOINONIA_*`, plus `DATABASE_URL` and `REDIS_URL`) and `.env`."""
+"""Settings from the environment (`KOINONIA_*`, plus `DATABASE_URL` and `REDIS_URL`) and `.env`.
+
+Secrets are `SecretStr` (never printed in a repr or a log); read them with
+`.get_secret_value()`. Development defaults let `make run` work with nothing configured; with
+`KOINONIA_ENV=production` the settings refuse to load (one line naming the setting) while any
+secret is a development default or shorter than `MIN_SECRET_CHARS`. A provider credential may be
+set empty in production: that provider is then not configured, and a church using it is neither
+sent for nor trusted by its webhooks (both fail closed).
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderName = Literal["sandbox", "twilio", "telnyx"]
+
+# Development values: public (they are in this repository), so never trusted in production.
+DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-32b"
+DEV_TWILIO_AUTH_TOKEN = "sandbox-auth-token"
+DEV_TELNYX_API_KEY = "KEYsandbox"
+# HS256 wants a key of at least its 256-bit output; Twilio auth tokens are 32 hex characters
+# and Telnyx API keys longer, so a shorter value is a typo or a placeholder.
+MIN_SECRET_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -39,7 +56,9 @@ class Settings(BaseSettings):
     # HTTP
     host: str = "127.0.0.1"
     port: int = 8000
-    public_url: str = "http://127.0.0.1:8000"  # how providers reach our webhooks
+    # How providers reach our webhooks: scheme://host[:port][/prefix], stored without a trailing
+    # "/" (see `_public_url`), so callback URLs are `{public_url}/api/v1/...`.
+    public_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = 1_048_576
     # Requests processed at once per process; the rest queue (see kit.http.RequestPipeline).
     max_requests_in_flight: int = Field(default=64, ge=1)
@@ -58,7 +77,7 @@ class Settings(BaseSettings):
     keep_alive_timeout_s: int = Field(default=5, ge=1)
 
     # Auth
-    jwt_secret: str = "dev-only-secret-change-me-in-production-32b"
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     access_token_ttl_s: int = 15 * 60
     refresh_token_ttl_s: int = 7 * 24 * 3600
     # Who a session is, cached this long (0 = off); logout and revocation clear it at once.
@@ -75,9 +94,9 @@ class Settings(BaseSettings):
     sandbox_url: str = "http://127.0.0.1:8025"
     twilio_api_url: str = "https://api.twilio.com"
     twilio_account_sid: str = "AC00000000000000000000000000000000"
-    twilio_auth_token: str = "sandbox-auth-token"
+    twilio_auth_token: SecretStr = SecretStr(DEV_TWILIO_AUTH_TOKEN)
     telnyx_api_url: str = "https://api.telnyx.com"
-    telnyx_api_key: str = "KEYsandbox"
+    telnyx_api_key: SecretStr = SecretStr(DEV_TELNYX_API_KEY)
     # Base64 Ed25519 key that verifies Telnyx webhooks. Unset in dev/test: the sandbox's
     # published development key is used (never trusted in production, see `telnyx_verify_key`).
     telnyx_public_key: str | None = None
@@ -120,15 +139,84 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must be a postgresql:// URL")
         return v
 
-    @property
-    def telnyx_verify_key(self) -> str | None:
-        if self.telnyx_public_key:
-            return self.telnyx_public_key
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str) -> str:
+        # Normalised once here: every callback URL and every signed URL we rebuild is
+        # `public_url + path`, and a trailing "/" made them `//api/v1/...` (a 404 for every
+        # delivery report). Nothing else is rewritten: Twilio signs the URL exactly as it was
+        # configured, so the host's spelling is kept.
+        value = v.strip()
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL, e.g. https://sms.example.org")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or a fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> Settings:
         if self.env == "production":
-            return None
+            problem = self.production_problem()
+            if problem is not None:
+                raise ValueError(problem)
+        return self
+
+    def production_problem(self) -> str | None:
+        """The first reason these settings must not serve production, or None."""
+        secrets: list[tuple[str, SecretStr, str, bool]] = [
+            ("KOINONIA_JWT_SECRET", self.jwt_secret, DEV_JWT_SECRET, False),
+            ("KOINONIA_TWILIO_AUTH_TOKEN", self.twilio_auth_token, DEV_TWILIO_AUTH_TOKEN, True),
+            ("KOINONIA_TELNYX_API_KEY", self.telnyx_api_key, DEV_TELNYX_API_KEY, True),
+        ]
+        for name, secret, dev_value, may_be_empty in secrets:
+            value = secret.get_secret_value()
+            unused = " (or set it empty when no church uses that provider)" if may_be_empty else ""
+            if value == dev_value:
+                return f"{name} is the public development default: set the real secret{unused}"
+            if value == "" and may_be_empty:
+                continue
+            if len(value) < MIN_SECRET_CHARS:
+                return f"{name} is shorter than {MIN_SECRET_CHARS} characters{unused}"
         from koinonia.sms.sandbox import SANDBOX_TELNYX_PUBLIC_KEY_B64
 
-        return SANDBOX_TELNYX_PUBLIC_KEY_B64
+        if self.telnyx_public_key == SANDBOX_TELNYX_PUBLIC_KEY_B64:
+            return (
+                "KOINONIA_TELNYX_PUBLIC_KEY is the sandbox's development key (its private key "
+                "is public): set the public key of your Telnyx messaging profile"
+            )
+        return None
+
+    @property
+    def twilio_token(self) -> str | None:
+        """The Twilio auth token to sign with and verify against; None when Twilio is not
+        configured (unset, or a development value in production): nothing is trusted then."""
+        return self._credential(self.twilio_auth_token, DEV_TWILIO_AUTH_TOKEN)
+
+    @property
+    def telnyx_key(self) -> str | None:
+        """The Telnyx API key; None when Telnyx is not configured (as for `twilio_token`)."""
+        return self._credential(self.telnyx_api_key, DEV_TELNYX_API_KEY)
+
+    def _credential(self, secret: SecretStr, dev_value: str) -> str | None:
+        # Settings built for production are refused at load time; this also covers copies
+        # made with model_copy (which skips validation), so a development value never
+        # authenticates anything in production.
+        value = secret.get_secret_value()
+        if not value or (self.env == "production" and value == dev_value):
+            return None
+        return value
+
+    @property
+    def telnyx_verify_key(self) -> str | None:
+        from koinonia.sms.sandbox import SANDBOX_TELNYX_PUBLIC_KEY_B64
+
+        if self.env == "production":
+            # The sandbox's key verifies what anyone holding its published seed signs.
+            if self.telnyx_public_key == SANDBOX_TELNYX_PUBLIC_KEY_B64:
+                return None
+            return self.telnyx_public_key or None
+        return self.telnyx_public_key or SANDBOX_TELNYX_PUBLIC_KEY_B64
 
     @property
     def json_logs(self) -> bool:

@@ -39,19 +39,19 @@ def dev_settings(settings: Settings) -> Settings:
     """With the sandbox's development credentials, Twilio and Telnyx churches talk to the
     sandbox too (the demo data may use either); real credentials keep the real APIs."""
     updates: dict[str, str] = {}
-    if settings.twilio_auth_token == _SANDBOX_DEFAULTS.twilio_auth_token:
+    if settings.twilio_auth_token.get_secret_value() == _SANDBOX_DEFAULTS.twilio_auth_token:
         updates["twilio_api_url"] = settings.sandbox_url
-    if settings.telnyx_api_key == _SANDBOX_DEFAULTS.telnyx_api_key:
+    if settings.telnyx_api_key.get_secret_value() == _SANDBOX_DEFAULTS.telnyx_api_key:
         updates["telnyx_api_url"] = settings.sandbox_url
     return settings.model_copy(update=updates) if updates else settings
 
 
 def sandbox_config(settings: Settings) -> SandboxConfig:
-    public = settings.public_url.rstrip("/")
+    public = settings.public_url
     return SandboxConfig(
         twilio_account_sid=settings.twilio_account_sid,
-        twilio_auth_token=settings.twilio_auth_token,
-        telnyx_api_key=settings.telnyx_api_key,
+        twilio_auth_token=settings.twilio_auth_token.get_secret_value(),
+        telnyx_api_key=settings.telnyx_api_key.get_secret_value(),
         twilio_inbound_url=f"{public}/api/v1/webhooks/twilio/inbound",
         telnyx_inbound_url=f"{public}/api/v1/webhooks/telnyx",
     )

@@ -7,6 +7,7 @@ import asyncio
 
 import jwt
 import pytest
+from pydantic import SecretStr
 
 from koinonia.auth import deps, security
 from koinonia.config import get_settings
@@ -16,7 +17,7 @@ from koinonia.kit.errors import Unauthorized
 def _token(ttl_s: int = 900, secret: str | None = None) -> str:
     settings = get_settings()
     if secret is not None:
-        settings = settings.model_copy(update={"jwt_secret": secret})
+        settings = settings.model_copy(update={"jwt_secret": SecretStr(secret)})
     return security.access_token(
         settings.model_copy(update={"access_token_ttl_s": ttl_s}),
         admin_id=7,
@@ -56,7 +57,9 @@ def test_a_token_of_another_secret_is_refused_even_when_cached() -> None:
     settings = get_settings()
     token = _token()
     deps.verified_claims(settings, token)
-    rotated = settings.model_copy(update={"jwt_secret": "another-secret-of-at-least-32-bytes!!"})
+    rotated = settings.model_copy(
+        update={"jwt_secret": SecretStr("another-secret-of-at-least-32-bytes!!")}
+    )
     with pytest.raises(Unauthorized) as err:
         deps.verified_claims(rotated, token)
     assert err.value.code == "invalid_token"
@@ -65,7 +68,11 @@ def test_a_token_of_another_secret_is_refused_even_when_cached() -> None:
 def test_forged_and_garbage_tokens_are_never_cached() -> None:
     settings = get_settings()
     forged = _token(secret="not-our-secret-but-32-bytes-long!!!!")
-    for bad in (forged, "garbage", jwt.encode({"typ": "access"}, settings.jwt_secret)):
+    for bad in (
+        forged,
+        "garbage",
+        jwt.encode({"typ": "access"}, settings.jwt_secret.get_secret_value()),
+    ):
         with pytest.raises(Unauthorized):
             deps.verified_claims(settings, bad)
         assert bad not in deps._verified

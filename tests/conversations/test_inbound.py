@@ -327,6 +327,18 @@ async def test_unknown_sender_texting_stop_gets_nothing(
     assert await messages(session, tenant.church_id) == []
 
 
+@pytest.mark.parametrize("sender", ["12345", "GRACE", "+1555", "+15550100000", "+999123456"])
+async def test_a_sender_that_is_no_valid_number_gets_no_auto_reply(
+    session: AsyncSession, tenant: Tenant, sender: str
+) -> None:
+    # A reply would be refused by the carrier (Twilio 21211) and still counted as usage.
+    number = await church_number(session, tenant.church_id)
+    out = await text_in(session, to=number, sender=sender, body="hello")
+    assert out.outcome is InboundResult.UNKNOWN_SENDER and out.reply_message_id is None
+    assert out.church_id == tenant.church_id
+    assert await messages(session, tenant.church_id) == []
+
+
 async def test_unknown_church_number_is_acknowledged_and_ignored(
     session: AsyncSession, tenant: Tenant
 ) -> None:

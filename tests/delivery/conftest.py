@@ -62,8 +62,8 @@ async def sandbox(api_url: str) -> AsyncIterator[RunningSandbox]:
     running = await start_sandbox(
         SandboxConfig(
             twilio_account_sid=settings.twilio_account_sid,
-            twilio_auth_token=settings.twilio_auth_token,
-            telnyx_api_key=settings.telnyx_api_key,
+            twilio_auth_token=settings.twilio_auth_token.get_secret_value(),
+            telnyx_api_key=settings.telnyx_api_key.get_secret_value(),
             delivery_delay_ms=40,
             callback_attempts=2,
             callback_retry_ms=20,

@@ -60,24 +60,76 @@ def test_twilio_rejects_anything_tampered(
     assert not verify_twilio(url, params, signature, token)
 
 
-def test_twilio_accepts_the_url_with_or_without_the_default_port() -> None:
-    with_port = twilio_signature("https://mycompany.com:443/myapp.php?foo=1&bar=2", DOC_PARAMS, "t")
-    assert verify_twilio(DOC_URL, DOC_PARAMS, with_port, "t")
-    assert verify_twilio(
-        "https://mycompany.com:443/myapp.php?foo=1&bar=2", DOC_PARAMS, DOC_SIGNATURE, DOC_TOKEN
-    )
-    other_port = twilio_signature(
-        "https://mycompany.com:8443/myapp.php?foo=1&bar=2", DOC_PARAMS, "t"
-    )
-    assert not verify_twilio(DOC_URL, DOC_PARAMS, other_port, "t")
+# Vectors of twilio-python's RequestValidator tests (token "12345"), each recomputed here
+# independently with `printf '%s' "$URL$PARAMS" | openssl dgst -sha1 -hmac 12345 -binary | base64`.
+SDK_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
+SDK_PARAMS = {
+    "CallSid": "CA1234567890ABCDE",
+    "Digits": "1234",
+    "From": "+14158675309",
+    "To": "+18005551212",
+    "Caller": "+14158675309",
+}
+SIGNED_AS_GIVEN = "RSOYDt4T1cUTdK1PDd93/VVr8B8="  # over SDK_URL
+SIGNED_WITH_443 = "kvajT1Ptam85bY51eRf/AJRuM3w="  # over https://mycompany.com:443/...
+SIGNED_HTTP_1234 = "Zmvh+3yNM1Phv2jhDCwEM3q5ebU="  # over http://mycompany.com:1234/...
+SIGNED_HTTP_80 = "0ZXoZLH/DfblKGATFgpif+LLRf4="  # over http://mycompany.com:80/...
+SIGNED_HTTP = "OyGYPqTF6ztdbRNCvuQO/oPvqQ4="  # over http://mycompany.com/...
+
+
+@pytest.mark.parametrize(
+    ("url", "signature", "accepted"),
+    [
+        # https with a port (a proxy on :1234 or :8443): Twilio may have signed without it.
+        ("https://mycompany.com:1234/myapp.php?foo=1&bar=2", SIGNED_AS_GIVEN, True),
+        # Without a port: the URL may have been signed with the default port.
+        (SDK_URL, SIGNED_WITH_443, True),
+        ("http://mycompany.com/myapp.php?foo=1&bar=2", SIGNED_HTTP_80, True),
+        # With a port, as given, on http too; and the port removed on http as on https.
+        ("http://mycompany.com:1234/myapp.php?foo=1&bar=2", SIGNED_HTTP_1234, True),
+        ("http://mycompany.com:1234/myapp.php?foo=1&bar=2", SIGNED_HTTP, True),
+        ("https://mycompany.com:443/myapp.php?foo=1&bar=2", SIGNED_AS_GIVEN, True),
+        # Never another port, nor another scheme's default.
+        (SDK_URL, SIGNED_HTTP_1234, False),
+        ("https://mycompany.com:1234/myapp.php?foo=1&bar=2", SIGNED_WITH_443, False),
+        ("http://mycompany.com/myapp.php?foo=1&bar=2", SIGNED_WITH_443, False),
+        ("https://mycompany.com:8443/myapp.php?foo=1&bar=2", SIGNED_HTTP_1234, False),
+    ],
+)
+def test_twilio_port_handling_is_the_official_validators(
+    url: str, signature: str, accepted: bool
+) -> None:
+    assert verify_twilio(url, SDK_PARAMS, signature, "12345") is accepted
+
+
+def test_a_report_through_an_https_proxy_on_8443_verifies_with_the_portless_signature() -> None:
+    # What Twilio sends when KOINONIA_PUBLIC_URL is https://sms.example.org:8443: it signs
+    # https://sms.example.org/... (openssl, as above, with this token).
+    token = "0123456789abcdef0123456789abcdef"
+    params = {"MessageSid": "SM1", "MessageStatus": "delivered"}
+    ours = "https://sms.example.org:8443/api/v1/webhooks/twilio/status"
+    assert verify_twilio(ours, params, "9KLAnFcp5fQkFVFYSurILX1zjcs=", token)  # portless
+    assert verify_twilio(ours, params, "zX9joNXQs5STP3o1c+/uPbi8EPI=", token)  # with :8443
 
 
 def test_twilio_signs_repeated_form_names_value_by_value() -> None:
-    pairs = [("MediaUrl", "b"), ("Body", "x"), ("MediaUrl", "a")]
-    signature = twilio_signature("https://h/p", pairs, "t")
-    # Sorted by name, then by value: the URL followed by "Bodyx", "MediaUrla", "MediaUrlb".
-    assert signature == twilio_signature("https://h/pBodyxMediaUrlaMediaUrlb", {}, "t")
-    assert verify_twilio("https://h/p", pairs, signature, "t")
+    # The SDK's duplicate-parameter vector: names sorted, a name's values sorted, each distinct
+    # value kept, an identical pair counted once (its test: "Ensure duplicates are removed").
+    pairs = [
+        ("Sid", "CA123"),
+        ("SidAccount", "AC123"),
+        ("Digits", "5678"),
+        ("Digits", "1234"),
+        ("Digits", "1234"),
+    ]
+    assert twilio_signature(SDK_URL, pairs, "12345") == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+    assert verify_twilio(SDK_URL, pairs, "IK+Dwps556ElfBT0I3Rgjkr1wJU=", "12345")
+    # Keeping the identical pair twice is what the SDK does not accept.
+    assert not verify_twilio(SDK_URL, pairs, "tM//N+MVWOh7+ol2z8YCNxSY0Eg=", "12345")
+    # Dropping a distinct value of a repeated name is not accepted either.
+    assert not verify_twilio(SDK_URL, pairs[:3], "IK+Dwps556ElfBT0I3Rgjkr1wJU=", "12345")
+    signature = twilio_signature("https://h/p", [("MediaUrl", "b"), ("Body", "x")], "t")
+    assert signature == twilio_signature("https://h/pBodyxMediaUrlb", {}, "t")
 
 
 TS = "1700000000"
@@ -143,6 +195,17 @@ def test_telnyx_tolerance_is_inclusive_and_configurable(
     assert not verify_telnyx(public_b64, signature, TS, BODY, now=int(TS) + 60, tolerance_s=30)
     assert not verify_telnyx(public_b64, None, TS, BODY, now=int(TS))
     assert not verify_telnyx(public_b64, signature, None, BODY, now=int(TS))
+
+
+@pytest.mark.parametrize("digits", [13, 309, 400, 5000])
+def test_telnyx_refuses_an_absurdly_long_timestamp(
+    keypair: tuple[Ed25519PrivateKey, str], digits: int
+) -> None:
+    # 309+ digits overflowed the float comparison (OverflowError: a 500 before any check).
+    private_key, public_b64 = keypair
+    timestamp = "9" * digits
+    signature = telnyx_sign(private_key, timestamp, BODY)
+    assert not verify_telnyx(public_b64, signature, timestamp, BODY, now=int(TS))
 
 
 def test_keys_serialise_as_raw_32_byte_base64() -> None:

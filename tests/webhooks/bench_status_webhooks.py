@@ -105,7 +105,7 @@ async def prepare_database(recipients: int) -> tuple[str, int, list[str]]:
 
 def build_requests(ids: list[str], provider: str, public_url: str) -> list[Signed]:
     """'sent' for every id, then 'delivered' for every id (each report is one request)."""
-    token = get_settings().twilio_auth_token
+    token = get_settings().twilio_auth_token.get_secret_value()
     key = private_key_from_b64(DEFAULT_TELNYX_SIGNING_KEY_B64)
     out: list[Signed] = []
     for status in ("sent", "delivered"):

@@ -67,7 +67,7 @@ class Webhooks:
                 else twilio_signature(
                     signed_url or public_url(path),
                     params,
-                    token or get_settings().twilio_auth_token,
+                    token or get_settings().twilio_auth_token.get_secret_value(),
                 )
             )
         raw = body if body is not None else urllib.parse.urlencode(params).encode()

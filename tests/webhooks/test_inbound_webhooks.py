@@ -136,6 +136,28 @@ async def test_a_member_text_through_the_webhook_lands_in_a_conversation(
     assert relay.scalar_one() == 2  # everyone but the sender
 
 
+@pytest.mark.parametrize("sender", ["GRACE", "12345", "+15550100001"])
+async def test_a_sender_that_is_no_valid_number_is_acknowledged_without_a_reply(
+    webhooks: Webhooks, session: AsyncSession, tenant: Any, sender: str
+) -> None:
+    # A reply to it would be refused by the carrier (Twilio 21211) and counted as usage.
+    number = (
+        await session.execute(
+            text("SELECT sms_number FROM churches WHERE id = :c"), {"c": tenant.church_id}
+        )
+    ).scalar_one()
+    before = inbound_outcome("twilio", "unknown_sender")
+    r = await webhooks.twilio(
+        twilio_inbound_form(From=sender, To=number, Body="hello"), path=TWILIO_INBOUND
+    )
+    assert r.status_code == 200 and "<Response/>" in r.text
+    assert inbound_outcome("twilio", "unknown_sender") == before + 1
+    replies = await session.scalar(
+        text("SELECT count(*) FROM messages WHERE church_id = :c"), {"c": tenant.church_id}
+    )
+    assert replies == 0
+
+
 async def test_a_twilio_inbound_text_reaches_the_hook(
     webhooks: Webhooks, received: list[InboundText]
 ) -> None:

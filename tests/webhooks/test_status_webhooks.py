@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 from prometheus_client import REGISTRY
+from pydantic import SecretStr
 
 from fixtures.factories import Tenant
 from koinonia.auth.deps import settings as settings_dependency
@@ -290,7 +291,7 @@ async def test_forged_twilio_reports_are_refused_and_change_nothing(
                 signature=twilio_signature(
                     get_settings().public_url + TWILIO_STATUS,
                     {"MessageSid": sid, "MessageStatus": "sent"},
-                    get_settings().twilio_auth_token,
+                    get_settings().twilio_auth_token.get_secret_value(),
                 ),
             ),
         ]
@@ -376,6 +377,18 @@ async def test_a_replayed_telnyx_event_with_a_stale_timestamp_is_refused(
     assert (await db.recipient(sent.message_id)).status == "delivered"
 
 
+async def test_a_telnyx_timestamp_of_hundreds_of_digits_is_refused_not_a_500(
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+) -> None:
+    sent = await db.sent_message(tenant.church_id)
+    event = webhooks.telnyx_event(sent.provider_ids[0], "delivered")
+    for digits in (309, 400):
+        r = await webhooks.telnyx(event, timestamp=10 ** (digits - 1))
+        assert r.status_code == 403, r.text
+        assert r.json()["error"] == "invalid_signature"
+    assert (await db.recipient(sent.message_id)).status == "sending"
+
+
 async def test_without_a_telnyx_key_every_event_is_refused(
     app: Any, webhooks: Webhooks, db: WebhookDb, tenant: Tenant
 ) -> None:
@@ -388,6 +401,44 @@ async def test_without_a_telnyx_key_every_event_is_refused(
         app.dependency_overrides.pop(settings_dependency)
     assert r.status_code == 403
     assert (await db.recipient(sent.message_id)).status == "sending"
+
+
+async def test_in_production_the_development_twilio_token_verifies_nothing(
+    app: Any, webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+) -> None:
+    # Production settings that skipped validation (model_copy) still never trust the public
+    # development token, and an unset token fails closed: 403, nothing stored.
+    sent = await db.sent_message(tenant.church_id)
+    for token in ("sandbox-auth-token", ""):
+        production = get_settings().model_copy(
+            update={"env": "production", "twilio_auth_token": SecretStr(token)}
+        )
+        app.dependency_overrides[settings_dependency] = lambda s=production: s
+        try:
+            r = await webhooks.twilio_status(sent.provider_ids[0], "delivered")
+        finally:
+            app.dependency_overrides.pop(settings_dependency)
+        assert r.status_code == 403, token
+    assert (await db.recipient(sent.message_id)).status == "sending"
+    # With the real token the same report is accepted.
+    real = "0123456789abcdef0123456789abcdef"
+    production = get_settings().model_copy(
+        update={"env": "production", "twilio_auth_token": SecretStr(real)}
+    )
+    app.dependency_overrides[settings_dependency] = lambda: production
+    try:
+        r = await webhooks.twilio(
+            {
+                "MessageSid": sent.provider_ids[0],
+                "MessageStatus": "delivered",
+                "AccountSid": get_settings().twilio_account_sid,
+            },
+            token=real,
+        )
+    finally:
+        app.dependency_overrides.pop(settings_dependency)
+    assert r.status_code == 200
+    assert (await db.recipient(sent.message_id)).status == "delivered"
 
 
 async def test_a_configured_telnyx_key_replaces_the_sandbox_key(

@@ -57,7 +57,7 @@ async def live_api(engine: AsyncEngine) -> AsyncIterator[LiveApi]:
 async def sandbox(live_api: LiveApi) -> AsyncIterator[RunningSandbox]:
     running = await start_sandbox(
         SandboxConfig(
-            twilio_auth_token=live_api.settings.twilio_auth_token,
+            twilio_auth_token=live_api.settings.twilio_auth_token.get_secret_value(),
             delivery_delay_ms=200,  # 'sent' after 100 ms, the final report after 200 ms
             callback_retry_ms=20,
             twilio_inbound_url=live_api.base_url + TWILIO_INBOUND,

@@ -50,13 +50,14 @@ _verified: dict[str, tuple[str, float, security.AccessClaims]] = {}
 
 
 def verified_claims(settings: Settings, token: str) -> security.AccessClaims:
+    secret = settings.jwt_secret.get_secret_value()
     hit = _verified.get(token)
-    if hit is not None and hit[0] == settings.jwt_secret and time.time() < hit[1]:
+    if hit is not None and hit[0] == secret and time.time() < hit[1]:
         return hit[2]
     claims = security.decode_access(settings, token)  # raises Unauthorized
     if len(_verified) >= _TOKEN_CACHE_MAX:
         _verified.clear()
-    _verified[token] = (settings.jwt_secret, claims.expires_at, claims)
+    _verified[token] = (secret, claims.expires_at, claims)
     return claims
 
 

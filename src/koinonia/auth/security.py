@@ -49,7 +49,7 @@ class AccessClaims:
 def _encode(settings: Settings, claims: dict[str, Any], ttl_s: int) -> str:
     now = datetime.now(UTC)
     payload = {**claims, "iat": now, "exp": now + timedelta(seconds=ttl_s)}
-    return jwt.encode(payload, settings.jwt_secret, algorithm="HS256")
+    return jwt.encode(payload, settings.jwt_secret.get_secret_value(), algorithm="HS256")
 
 
 def access_token(settings: Settings, *, admin_id: int, church_id: int, session_id: str) -> str:
@@ -65,7 +65,10 @@ def refresh_token(settings: Settings, *, session_id: str, jti: str) -> str:
 def _decode(settings: Settings, token: str, typ: str) -> dict[str, Any]:
     try:
         payload: dict[str, Any] = jwt.decode(
-            token, settings.jwt_secret, algorithms=["HS256"], options={"require": ["exp", "iat"]}
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=["HS256"],
+            options={"require": ["exp", "iat"]},
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("token expired", code="token_expired") from None

@@ -11,7 +11,8 @@ In order:
 1. The church is found by the number the text was sent to; unknown number → logged, ignored.
 2. The sender is found by phone within that church. A number that is no member gets the
    church's `unknown_sender_reply` (or the default) once per church-local day, a 'system' text
-   to that number alone; no member is created. An unknown number texting STOP gets nothing.
+   to that number alone; no member is created. An unknown number texting STOP gets nothing,
+   nor does a sender that is no valid phone number (a short code, an alphanumeric sender).
 3. Keywords (keywords.py) before anything else: STOP opts the member out church-wide at once,
    START opts back in, HELP says who this is and how to stop. Each is answered with one
    'system' text, sent even to an opted-out member (carriers require the STOP confirmation).
@@ -44,6 +45,7 @@ from koinonia.conversations.repository import ConversationRepository, find_churc
 from koinonia.kit.errors import PlanLimitReached
 from koinonia.kit.logging import log
 from koinonia.kit.phones import PhoneError, normalize_phone
+from koinonia.kit.schemas import is_canonical_timezone
 from koinonia.kit.segments import render
 from koinonia.messages import limits
 from koinonia.messages.repository import Direct
@@ -127,7 +129,7 @@ async def handle_inbound_text(
     """Handle one verified inbound text inside the caller's transaction (see the module doc).
     Never raises for an unknown number or sender; a database error propagates (→ retry)."""
     region = get_settings().default_region
-    to, sender = _e164(to_number, region), _e164(from_number, region)
+    (to, _), (sender, sender_is_number) = _e164(to_number, region), _e164(from_number, region)
     found = await find_church_by_number(session, to, sender_phone=sender)
     event = {"provider": provider, "provider_message_id": provider_message_id}
     if found is None:
@@ -136,21 +138,39 @@ async def handle_inbound_text(
     church: Church = found[0]
     member: Member | None = found[1]
     repo = ConversationRepository(session, church_id=church.id)
+    tz = _local_timezone(church, event)
     keyword = classify(body)
     if member is None:
-        return await _unknown_sender(session, repo, church, sender, keyword, event)
+        return await _unknown_sender(
+            session, repo, church, tz, sender, sender_is_number, keyword, event
+        )
     if keyword is not None:
-        return await _keyword(session, repo, church, member, keyword, event)
+        return await _keyword(session, repo, church, tz, member, keyword, event)
     return await _chat(session, repo, church, member, body, provider_message_id, event)
 
 
-def _e164(raw: str, region: str) -> str:
-    # Providers send E.164 already; this only tidies odd formatting. A short code or an
-    # alphanumeric sender is kept as given (it matches no member and no church).
+def _local_timezone(church: Church, event: dict[str, str]) -> str:
+    """The church's timezone for "once per local day", or UTC when it is not one we accept.
+
+    The API and a CHECK keep bad names out; this is the last guard, because a name the
+    database cannot convert to would fail the statement and so the webhook: the text would
+    never be stored and a STOP never applied. A day counted in UTC is the lesser harm.
+    """
+    if is_canonical_timezone(church.timezone):
+        return church.timezone
+    log.warning("inbound_church_timezone_invalid", church_id=church.id, tz=church.timezone, **event)
+    return "UTC"
+
+
+def _e164(raw: str, region: str) -> tuple[str, bool]:
+    """(the number in E.164, True), or (`raw` stripped, False) when it is no valid number.
+
+    Providers send E.164 already; this only tidies odd formatting. A short code or an
+    alphanumeric sender is kept as given (it matches no member and no church)."""
     try:
-        return normalize_phone(raw, region)
+        return normalize_phone(raw, region), True
     except PhoneError:
-        return raw.strip()
+        return raw.strip(), False
 
 
 async def _send_system(
@@ -176,13 +196,17 @@ async def _unknown_sender(
     session: AsyncSession,
     repo: ConversationRepository,
     church: Church,
+    tz: str,
     sender: str,
+    sender_is_number: bool,
     keyword: Keyword | None,
     event: dict[str, str],
 ) -> InboundOutcome:
     reply_id = None
-    if keyword is not Keyword.STOP:
-        recipient_id = await repo.claim_unknown_sender_reply(phone=sender, tz=church.timezone)
+    # Only a valid number can be answered: a reply to a short code, an alphanumeric sender or
+    # a malformed "number" is refused by the carrier (Twilio 21211) and would still be counted.
+    if keyword is not Keyword.STOP and sender_is_number:
+        recipient_id = await repo.claim_unknown_sender_reply(phone=sender, tz=tz)
         if recipient_id is not None:
             reply_id = await _send_system(
                 session, church, unknown_sender_reply(church), Direct(recipient_id, sender), None
@@ -206,6 +230,7 @@ async def _keyword(
     session: AsyncSession,
     repo: ConversationRepository,
     church: Church,
+    tz: str,
     member: Member,
     keyword: Keyword,
     event: dict[str, str],
@@ -215,7 +240,7 @@ async def _keyword(
         phone=member.phone,
         consent=_KEYWORD_CONSENT[keyword],
         reason=keyword.value,
-        tz=church.timezone,
+        tz=tz,
     )
     reply_id = None
     if changed or first_today:

@@ -146,8 +146,8 @@ class Dispatcher:
             provider_name,
             base_url=base_url,
             twilio_account_sid=s.twilio_account_sid,
-            twilio_auth_token=s.twilio_auth_token,
-            telnyx_api_key=s.telnyx_api_key,
+            twilio_auth_token=s.twilio_token or "",
+            telnyx_api_key=s.telnyx_key or "",
             timeout_s=s.sms_timeout_s,
             http=self._client(),
         )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
 
@@ -57,11 +58,27 @@ def _phone(value: str) -> str:
         raise ValueError(exc.reason) from None
 
 
+# Not canonical IANA names although zoneinfo opens them: the machine's local-time alias and
+# tzdata's placeholder zone. (available_timezones() already leaves out the posix/ and right/
+# copies and posixrules.) PostgreSQL's tz database need not have them: a church saved with one
+# failed every local-time statement (stats, inbound texts). tests/churches checks every name
+# here against pg_timezone_names; the churches table CHECKs the same (koinonia_is_timezone).
+_NOT_CANONICAL = frozenset({"localtime", "Factory"})
+
+
+@lru_cache(maxsize=1)
+def canonical_timezones() -> frozenset[str]:
+    """The IANA names a church may use (read once: it walks the tz database)."""
+    return frozenset(available_timezones() - _NOT_CANONICAL)
+
+
+def is_canonical_timezone(value: str) -> bool:
+    return value in canonical_timezones()
+
+
 def _timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("unknown IANA timezone, e.g. America/New_York") from None
+    if not is_canonical_timezone(value):
+        raise ValueError("unknown IANA timezone, e.g. America/New_York")
     return value
 
 

@@ -12,7 +12,7 @@ import hmac
 import time
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -27,6 +27,7 @@ TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
 TELNYX_SIGNATURE_HEADER = "telnyx-signature-ed25519"
 TELNYX_TIMESTAMP_HEADER = "telnyx-timestamp"
 TELNYX_TOLERANCE_S = 300
+TELNYX_TIMESTAMP_MAX_DIGITS = 12  # Unix seconds have 10 digits until the year 2286
 
 Params = Mapping[str, str] | Iterable[tuple[str, str]]
 
@@ -37,7 +38,8 @@ Params = Mapping[str, str] | Iterable[tuple[str, str]]
 def twilio_signature(url: str, params: Params, auth_token: str) -> str:
     """Base64 HMAC-SHA1 over the full URL followed by each parameter's name and value.
 
-    Parameters are sorted by name, and repeated names by value, as Twilio's own SDKs do.
+    As Twilio's own SDK computes it: parameters sorted by name, a name's values sorted, every
+    distinct value of a repeated name kept, and a pair repeated identically counted once.
     Pass pairs instead of a mapping when a form repeats a name.
     """
     pairs = params.items() if isinstance(params, Mapping) else params
@@ -49,8 +51,10 @@ def twilio_signature(url: str, params: Params, auth_token: str) -> str:
 def verify_twilio(url: str, params: Params, signature: str | None, auth_token: str) -> bool:
     """Whether `signature` (the X-Twilio-Signature header) signs this request.
 
-    Behind a proxy the URL we rebuild may gain or lose the default port relative to the one
-    Twilio called, so both spellings are accepted, as Twilio's SDKs do.
+    Twilio does not sign ports consistently: behind a proxy on `:8443` it signs the URL without
+    the port, and a URL without one may be signed with the scheme's default port. So, as the
+    official SDK's `RequestValidator` does, a URL that has a port is also tried without it, and
+    one without a port is also tried with 443 (https) or 80 (any other scheme).
     """
     if not signature or not auth_token:
         return False
@@ -58,25 +62,27 @@ def verify_twilio(url: str, params: Params, signature: str | None, auth_token: s
     expected = signature.encode()
     return any(
         hmac.compare_digest(twilio_signature(candidate, pairs, auth_token).encode(), expected)
-        for candidate in _with_and_without_default_port(url)
+        for candidate in twilio_url_forms(url)
     )
 
 
-def _with_and_without_default_port(url: str) -> list[str]:
+def twilio_url_forms(url: str) -> tuple[str, str]:
+    """The two spellings of `url` a Twilio signature may cover: as given and with its port
+    removed, or, when it names no port, as given and with the scheme's default port added."""
     parts = urlsplit(url)
-    default = {"https": 443, "http": 80}.get(parts.scheme)
     try:
         port = parts.port
-    except ValueError:
-        return [url]
-    if default is None or parts.hostname is None or port not in (None, default):
-        return [url]
-    userinfo = parts.netloc.rpartition("@")[0]
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    except ValueError:  # not a port number: no other spelling
+        return (parts.geturl(), parts.geturl())
+    userinfo, _, hostport = parts.netloc.rpartition("@")
     prefix = f"{userinfo}@" if userinfo else ""
-    with_port = urlunsplit(parts._replace(netloc=f"{prefix}{host}:{default}"))
-    without_port = urlunsplit(parts._replace(netloc=f"{prefix}{host}"))
-    return [url, with_port if port is None else without_port]
+    if port:
+        host = hostport[: hostport.rindex(":")]
+        other = parts._replace(netloc=f"{prefix}{host}")
+    else:
+        default = 443 if parts.scheme == "https" else 80
+        other = parts._replace(netloc=f"{prefix}{hostport.rstrip(':')}:{default}")
+    return (parts.geturl(), other.geturl())
 
 
 # --- Telnyx ---------------------------------------------------------------------------------
@@ -140,6 +146,10 @@ def verify_telnyx(
     how long a captured request can be replayed.
     """
     if not signature_b64 or not timestamp or not (timestamp.isascii() and timestamp.isdigit()):
+        return False
+    if len(timestamp) > TELNYX_TIMESTAMP_MAX_DIGITS:
+        # Far outside any tolerance; and a 309-digit number overflows a float (and 4,300+
+        # digits exceed int()'s limit), which must be a refusal, not a 500.
         return False
     current = time.time() if now is None else now
     if abs(current - int(timestamp)) > tolerance_s:

@@ -70,7 +70,7 @@ def _twilio_form(fields: dict[str, str]) -> dict[str, Any]:
 def _signed_url(settings: Settings, request: Request) -> str:
     """The URL Twilio signed: how it reaches us (public_url), this path, the query as sent."""
     query = request.scope.get("query_string", b"").decode("latin-1")
-    url = settings.public_url.rstrip("/") + request.url.path
+    url = settings.public_url + request.url.path
     return f"{url}?{query}" if query else url
 
 

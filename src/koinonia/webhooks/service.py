@@ -154,8 +154,13 @@ def _verified_twilio_params(
 ) -> dict[str, str]:
     if not signature:
         raise _forbidden("twilio", kind, "missing X-Twilio-Signature")
+    token = settings.twilio_token
+    if token is None:
+        # Fail closed: without a real token nothing Twilio sends can be told from a forgery.
+        log.error("twilio_auth_token_missing", hint="set KOINONIA_TWILIO_AUTH_TOKEN")
+        raise _forbidden("twilio", kind, "no Twilio auth token is configured")
     pairs = parse_twilio_form(body, content_type, kind=kind)
-    if not verify_twilio(url, pairs, signature, settings.twilio_auth_token):
+    if not verify_twilio(url, pairs, signature, token):
         raise _forbidden("twilio", kind, "X-Twilio-Signature does not match")
     params: dict[str, str] = {}
     for name, value in pairs:
