@@ -248,9 +248,7 @@ async def test_a_text_no_one_could_receive_is_skipped_and_advances(live: LiveChu
     everyone; the schedule still advances (issue 10)."""
     await live.members(2)
     rid = await add_schedule(live, content="{church_name} " + "x" * 1500 + "{first_name}")
-    await live.execute(
-        "UPDATE churches SET name = :n WHERE id = :c", n="N" * 100, c=live.church_id
-    )
+    await live.execute("UPDATE churches SET name = :n WHERE id = :c", n="N" * 100, c=live.church_id)
     assert await fire_due_schedules(church_id=live.church_id) == 0
     assert await messages_of(live, rid) == []
     row = await schedule_row(live, rid)
