@@ -502,3 +502,38 @@ async def test_a_member_who_opted_out_after_an_attempt_is_skipped_but_stays_coun
     finally:
         await dispatcher.close()
     assert await _texts_used(committed_session, b.church.church_id) == 1
+
+
+async def test_a_text_grown_beyond_the_provider_limit_fails_unsent_and_refunded(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    """A recurring or welcome text reaches whoever is in the audience when it fires: a member
+    whose name makes it longer than the provider takes is failed with the reason, not sent
+    (the carrier would refuse it), and refunded; the others still get theirs (issue 10)."""
+    b = await broadcast(3, content="x" * 1590 + "{first_name}")  # "Member0": 1,597 characters
+    long_name, *others = b.member_ids
+    await committed_session.execute(
+        text("UPDATE members SET first_name = 'Bartholomew' WHERE id = :m"), {"m": long_name}
+    )
+    await committed_session.commit()
+    await deliver_with(make_settings(), committed_session, b.message_id)
+    rows = (
+        await committed_session.execute(
+            text(
+                "SELECT member_id, status, attempts, error_code, error_text"
+                " FROM message_recipients WHERE message_id = :m ORDER BY member_id"
+            ),
+            {"m": b.message_id},
+        )
+    ).all()
+    by_member = {r.member_id: r for r in rows}
+    failed = by_member[long_name]
+    assert (failed.status, failed.error_code) == ("failed", "text_too_long")
+    assert "1,601 characters" in failed.error_text and "(1 too many)" in failed.error_text
+    assert {by_member[m].status for m in others} <= {"sent", "delivered"}
+    assert len(sent_phones(sandbox)) == 2
+    assert await message_status(committed_session, b.message_id) == "completed"
+    assert await _texts_used(committed_session, b.church.church_id) == 2  # one refunded

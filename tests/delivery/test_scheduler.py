@@ -240,3 +240,16 @@ async def test_a_failing_schedule_is_skipped_not_blocking(
     assert len(await messages_of(live, good)) == 1
     row = await schedule_row(live, poison)
     assert row.next_send_at > row.now and row.last_sent_at is None
+
+
+async def test_a_text_no_one_could_receive_is_skipped_and_advances(live: LiveChurch) -> None:
+    """Saved when it fitted, the church renamed since: even with empty names the text is
+    beyond the provider's limit, so the occurrence is skipped (logged), not created to fail for
+    everyone; the schedule still advances (issue 10)."""
+    await live.members(2)
+    rid = await add_schedule(live, content="{church_name} " + "x" * 1500 + "{first_name}")
+    await live.execute("UPDATE churches SET name = :n WHERE id = :c", n="N" * 100, c=live.church_id)
+    assert await fire_due_schedules(church_id=live.church_id) == 0
+    assert await messages_of(live, rid) == []
+    row = await schedule_row(live, rid)
+    assert row.next_send_at > row.now and row.last_sent_at is None

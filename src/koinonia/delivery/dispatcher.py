@@ -36,6 +36,7 @@ from koinonia.kit import metrics
 from koinonia.kit.cache import invalidate_church
 from koinonia.kit.logging import log
 from koinonia.kit.segments import count_segments, render
+from koinonia.messages import limits
 from koinonia.messages.service import VERBATIM_KINDS
 from koinonia.sms.base import (
     OutboundSms,
@@ -276,6 +277,13 @@ class Dispatcher:
                 },
             )
         )
+        # Checked when the send was accepted, but a recurring or welcome text reaches whoever
+        # is in the audience when it fires (a longer name since, a renamed church): the carrier
+        # would refuse it, so fail it here with the reason, unsent and refunded. The others of
+        # the message still go out.
+        too_long = limits.exceeded(row.sms_provider, body)
+        if too_long is not None:
+            return self._outcome(row, FAILED, "text_too_long", too_long, refund=True)
         if not await self.limiter.acquire(
             row.sms_number, max_wait=max(0.0, deadline - time.monotonic()), stop=self.stop
         ):

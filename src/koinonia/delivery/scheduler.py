@@ -12,9 +12,11 @@ The worker loop calls both functions every few seconds; any number of workers ma
   joined) are marked too and never texted: a member who opts back in later gets no belated
   welcome. Due times live in `group_members.welcome_due_at`, so nothing is lost on a restart.
 
-A message refused (over the plan's monthly texts: `*_skipped_quota`; no SMS number) or failing
-is skipped, logged, not retried: the schedule still advances and the welcome is still marked,
-otherwise every poll would retry it forever and, first in the queue, hold up everyone else.
+A message refused (over the plan's monthly texts: `*_skipped_quota`; no SMS number; a text
+longer than the provider accepts even with empty names, e.g. after the church was renamed) or
+failing is skipped, logged, not retried: the schedule still advances and the welcome is still
+marked, otherwise every poll would retry it forever and, first in the queue, hold up everyone
+else.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from koinonia.db.session import job_session
 from koinonia.kit.errors import KoinoniaError, PlanLimitReached
 from koinonia.kit.logging import log
 from koinonia.kit.schedule import ScheduleError
+from koinonia.messages import limits
 from koinonia.messages.service import Enqueued, enqueue
 from koinonia.models import Church
 from koinonia.recurring.repository import ScheduleQueue
@@ -235,6 +238,12 @@ async def _enqueue_or_skip(
     the work as done."""
     plan = effective_plan(church.plan, church.subscription_status)
     try:
+        # Checked when saved, but the church may have been renamed since: a text nobody could
+        # receive is skipped (logged as `*_skipped`, reason validation_error) rather than
+        # created to fail for everyone. One recipient's longer name fails just that recipient,
+        # at sending (delivery.dispatcher). No statement: the church is loaded already.
+        shortest = limits.plan(content, church.name)
+        limits.check_shortest(limits.provider_limit(church.sms_provider), shortest, field="content")
         async with session.begin_nested():
             created = await enqueue(
                 session,

@@ -22,7 +22,10 @@ class GroupIn(In):
     description: Description | None = None
     welcome_enabled: bool = False
     welcome_text: WelcomeText | None = Field(
-        None, description='Sent ~60 s after joining; default "Welcome to {group_name}!".'
+        None,
+        description='Sent ~60 s after joining; default "Welcome to {group_name}!". With the '
+        "group name and each member's names filled in, it must fit the church's provider "
+        "(Twilio: 1,600 characters; Telnyx: 10 parts), else 422 on `welcome_text`.",
     )
 
 

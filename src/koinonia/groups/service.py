@@ -4,6 +4,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth.context import AuthContext
+from koinonia.churches.repository import ChurchRepository
+from koinonia.delivery.scheduler import welcome_content
 from koinonia.groups.repository import GroupRepository, GroupRow
 from koinonia.groups.schemas import (
     GroupIn,
@@ -25,6 +27,8 @@ from koinonia.kit.pagination import ID, CursorSpec
 from koinonia.kit.tenancy import lock_church
 from koinonia.members import service as members
 from koinonia.members.schemas import MemberOut
+from koinonia.messages import limits
+from koinonia.messages.service import check_provider_limit
 
 GROUPS_CURSOR = CursorSpec("groups", (ID,))
 GROUP_MEMBERS_CURSOR = CursorSpec("group_members", (ID,))
@@ -60,6 +64,30 @@ async def _check_branch_room(repo: GroupRepository, auth: AuthContext, branch_id
         raise PlanLimitReached("groups in this branch", limit=limit, usage=used)
 
 
+async def _check_welcome_length(
+    session: AsyncSession,
+    church_id: int,
+    welcome_text: str | None,
+    group_name: str,
+    group_id: int | None,
+) -> None:
+    """422 on `welcome_text` when the welcome (or the default), {group_name} filled in, would be
+    longer than the church's provider accepts for one of the group's current members (one
+    aggregate statement; a new group has none, so only the text with empty names is checked).
+    A newcomer with a longer name is failed with a reason at sending (delivery.dispatcher)."""
+    church = await ChurchRepository(session, church_id=church_id).get()
+    if church is None:
+        raise NotFound("church", church_id)
+    content = welcome_content(welcome_text, group_name)
+    if group_id is None:
+        limit = limits.provider_limit(church.sms_provider)
+        limits.check_shortest(limit, limits.plan(content, church.name), field="welcome_text")
+        return
+    await check_provider_limit(
+        session, church, content, "groups", [group_id], field="welcome_text", audience="group"
+    )
+
+
 async def list_groups(
     session: AsyncSession,
     auth: AuthContext,
@@ -87,6 +115,7 @@ async def create_group(session: AsyncSession, auth: AuthContext, data: GroupIn) 
     repo = GroupRepository(session, church_id=auth.church_id)
     await lock_church(session, auth.church_id)
     await _check_branch_room(repo, auth, data.branch_id)
+    await _check_welcome_length(session, auth.church_id, data.welcome_text, data.name, None)
     try:
         group = await repo.create(data.model_dump())
     except IntegrityError as exc:
@@ -99,6 +128,7 @@ async def update_group(
 ) -> GroupOut:
     repo = GroupRepository(session, church_id=auth.church_id)
     values = data.model_dump(exclude_unset=True)
+    group = None
     if "branch_id" in values:
         await lock_church(session, auth.church_id)
         group = await repo.get(group_id)
@@ -106,6 +136,17 @@ async def update_group(
             raise NotFound("group", group_id)
         if values["branch_id"] != group.branch_id:
             await _check_branch_room(repo, auth, values["branch_id"])
+    if values.keys() & {"welcome_text", "name", "welcome_enabled"}:
+        group = group or await repo.get(group_id)
+        if group is None:
+            raise NotFound("group", group_id)
+        welcome_text = values.get("welcome_text", group.welcome_text)
+        # A text given now is checked even while welcomes are off (switching them on later
+        # must not start failing at the carrier); a rename or switch-on checks the stored one.
+        if "welcome_text" in values or values.get("welcome_enabled", group.welcome_enabled):
+            await _check_welcome_length(
+                session, auth.church_id, welcome_text, values.get("name", group.name), group_id
+            )
     if values:
         try:
             found = await repo.update(group_id, values)

@@ -129,11 +129,18 @@ def _over(
         )
 
 
-def check(limit: ProviderLimit, render: RenderPlan, longest: Longest | None) -> None:
-    """422 on `content` when some recipient's text would exceed the provider's limit.
+def check(
+    limit: ProviderLimit,
+    render: RenderPlan,
+    longest: Longest | None,
+    *,
+    field: str = "content",
+    audience: str = "audience",
+) -> None:
+    """422 on `field` when some recipient's text would exceed the provider's limit.
     `longest` is None when the text has no per-recipient field: everyone gets `render.text`."""
     if longest is None:
-        check_text(limit, render.text, field="content")
+        check_text(limit, render.text, field=field)
         return
     fixed = render.fixed
     candidates: list[tuple[bool, int]] = []
@@ -145,8 +152,19 @@ def check(limit: ProviderLimit, render: RenderPlan, longest: Longest | None) -> 
     elif longest.units is not None:
         candidates.append((False, fixed.units + longest.units))
     worst = max(((g, n, _parts(g, n)) for g, n in candidates), key=lambda c: c[2], default=None)
-    who = "filled in for the longest names in the audience, "
-    _over(limit, "content", who, fixed.chars + (longest.chars or 0), worst)
+    who = f"filled in for the longest names in the {audience}, "
+    _over(limit, field, who, fixed.chars + (longest.chars or 0), worst)
+
+
+def check_shortest(limit: ProviderLimit, render: RenderPlan, *, field: str) -> None:
+    """422 on `field` when even the shortest text anyone could get exceeds the limit: the
+    fixed text alone, every per-recipient field left empty (a lower bound: a name or a default
+    only adds characters, and characters never take parts away). For content with no audience
+    yet (a template)."""
+    who = "even with every name left empty, " if render.fields else ""
+    info = count_segments(render.text)
+    worst = (info.encoding == "GSM-7", info.units, info.segments)
+    _over(limit, field, who, len(render.text), worst)
 
 
 def check_text(limit: ProviderLimit, text: str, *, field: str) -> None:
@@ -158,6 +176,20 @@ def check_text(limit: ProviderLimit, text: str, *, field: str) -> None:
 def check_verbatim(sms_provider: str, text: str, *, field: str) -> None:
     """A text sent exactly as written (a reply): 422 on `field` beyond the provider's limit."""
     check_text(provider_limit(sms_provider), text, field=field)
+
+
+def exceeded(sms_provider: str, text: str) -> str | None:
+    """Why the provider would refuse `text` as it is (None when it fits): what the dispatcher
+    records instead of sending a text that grew too long after its checks (a recurring send or
+    a welcome reaching a member who joined, or renamed, since)."""
+    limit = provider_limit(sms_provider)
+    if _fits(limit, text):  # the common case: one len(), for Telnyx one segment count
+        return None
+    try:
+        check_text(limit, text, field="text")
+    except ValidationFailed as exc:
+        return exc.detail
+    return None  # pragma: no cover - _fits and check_text count alike
 
 
 def _fits(limit: ProviderLimit, text: str) -> bool:

@@ -83,22 +83,33 @@ async def _check_targets(repo: MessageRepository, target_type: str, ids: list[in
         )
 
 
-async def _check_provider_limit(
-    repo: MessageRepository, church: Church, content: str, data: MessageIn
+async def check_provider_limit(
+    session: AsyncSession,
+    church: Church,
+    content: str,
+    target_type: str,
+    target_ids: list[int],
+    *,
+    field: str = "content",
+    audience: str = "audience",
 ) -> None:
-    """422 on `content` when the text filled in for some recipient would be longer than the
+    """422 on `field` when the text filled in for some recipient would be longer than the
     church's provider accepts (it would be accepted here and fail at the carrier). With
-    {first_name} / {last_name}, one aggregate statement over the audience finds the longest."""
+    {first_name} / {last_name}, one aggregate statement over the audience finds the longest;
+    none without. Also used for recurring messages and welcome texts."""
     render = limits.plan(content, church.name)
     limit = limits.provider_limit(church.sms_provider)
     longest = None
     if render.fields:
+        repo = MessageRepository(session, church_id=church.id)
         longest = await repo.longest_rendering(
-            data.target.type, data.target.ids, render.fields, parts=limit.max_parts is not None
+            target_type, target_ids, render.fields, parts=limit.max_parts is not None
         )
         if longest.chars is None:
-            return  # nobody opted in: nothing will be sent
-    limits.check(limit, render, longest)
+            # Nobody opted in yet: the text is still refused if no one could ever get it.
+            limits.check_shortest(limit, render, field=field)
+            return
+    limits.check(limit, render, longest, field=field, audience=audience)
 
 
 async def send(
@@ -110,7 +121,7 @@ async def send(
     repo = MessageRepository(session, church_id=auth.church_id)
     content = await _resolve_content(session, auth.church_id, data)
     await _check_targets(repo, data.target.type, data.target.ids)
-    await _check_provider_limit(repo, church, content, data)
+    await check_provider_limit(session, church, content, data.target.type, data.target.ids)
     limit = auth.plan.texts_per_month
     month = billing_month()
 

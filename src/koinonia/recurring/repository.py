@@ -47,10 +47,6 @@ class RecurringRepository:
             stmt = stmt.with_for_update(of=RecurringMessage)
         return (await self.session.execute(stmt)).one_or_none()
 
-    async def church_timezone(self) -> str | None:
-        stmt = select(Church.timezone).where(Church.id == self.church_id)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
     async def create(self, values: dict[str, Any]) -> RecurringMessage:
         stmt = (
             insert(RecurringMessage)

@@ -38,7 +38,10 @@ DayOfMonth = Annotated[
 ]
 _CONTENT_DOC = (
     "Up to 1,600 characters. Merge fields: {first_name}, {last_name}, {church_name}, "
-    "with defaults like {first_name|friend}."
+    "with defaults like {first_name|friend}. Filled in for everyone in the target as it is "
+    "when saved, the text must fit the church's provider (Twilio: 1,600 characters; Telnyx: "
+    "10 parts), else 422 on `content`. Someone with a longer name later is failed with "
+    "error_code text_too_long when it fires; the others still get it."
 )
 
 

@@ -14,13 +14,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth.context import AuthContext
+from koinonia.churches.repository import ChurchRepository
 from koinonia.kit.errors import NotFound, ValidationFailed
 from koinonia.kit.pagination import ID, CursorSpec
 from koinonia.kit.schedule import Frequency, ScheduleError, next_occurrence, validate_schedule
 from koinonia.kit.segments import validate_template
 from koinonia.messages.repository import MessageRepository
 from koinonia.messages.schemas import Target
-from koinonia.models import RecurringMessage
+from koinonia.messages.service import check_provider_limit
+from koinonia.models import Church, RecurringMessage
 from koinonia.recurring.repository import RecurringRepository
 from koinonia.recurring.schemas import RecurringIn, RecurringOut, RecurringPatch
 
@@ -116,11 +118,21 @@ def _schedule_fields(values: dict[str, Any], tz: str) -> datetime:
         raise ValidationFailed.field(exc.field, exc.reason) from None
 
 
-async def _timezone(repo: RecurringRepository) -> str:
-    tz = await repo.church_timezone()
-    if tz is None:
-        raise NotFound("church", repo.church_id)
-    return tz
+async def _church(session: AsyncSession, church_id: int) -> Church:
+    church = await ChurchRepository(session, church_id=church_id).get()
+    if church is None:
+        raise NotFound("church", church_id)
+    return church
+
+
+async def _check_length(
+    session: AsyncSession, church: Church, content: str, target: Target
+) -> None:
+    """422 on `content` when the text, filled in for someone in the target as it is now, would
+    be longer than the church's provider accepts: it would fail at the carrier at every firing.
+    (Whoever joins the audience later with a longer name is failed with a reason at sending,
+    see delivery.dispatcher.)"""
+    await check_provider_limit(session, church, content, target.type, target.ids)
 
 
 async def list_recurring(
@@ -153,7 +165,8 @@ async def create_recurring(
 ) -> RecurringOut:
     _check_content(data.content)
     repo = RecurringRepository(session, church_id=auth.church_id)
-    tz = await _timezone(repo)
+    church = await _church(session, auth.church_id)
+    tz = church.timezone
     values: dict[str, Any] = {
         "name": data.name,
         "content": data.content,
@@ -168,6 +181,7 @@ async def create_recurring(
     }
     values["next_send_at"] = _schedule_fields(values, tz)
     await _check_target(session, auth.church_id, data.target)
+    await _check_length(session, church, data.content, data.target)
     return to_out(await repo.create(values), tz)
 
 
@@ -208,6 +222,12 @@ async def update_recurring(
         _check_content(changes["content"])
     if data.target is not None:
         await _check_target(session, auth.church_id, data.target)
+    if "content" in changes or data.target is not None:
+        target = data.target or Target.model_validate(
+            {"type": current.target_type, "ids": list(current.target_ids or [])}
+        )
+        church = await _church(session, auth.church_id)
+        await _check_length(session, church, changes.get("content", current.content), target)
     updated = await repo.update(recurring_id, changes)
     if updated is None:  # pragma: no cover - the row is locked since the read
         raise NotFound("recurring message", recurring_id)

@@ -15,7 +15,11 @@ Content = Annotated[str, StringConstraints(min_length=1, max_length=1600)]
 
 class TemplateIn(In):
     name: Title
-    content: Content = Field(description="Up to 1,600 characters; merge fields allowed.")
+    content: Content = Field(
+        description="Up to 1,600 characters; merge fields allowed. With the church name filled "
+        "in and names left empty it must fit the church's provider (Twilio: 1,600 characters; "
+        "Telnyx: 10 parts), else 422 on `content`; the full check runs when it is sent."
+    )
     category: Category
 
 

@@ -4,9 +4,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth.context import AuthContext
+from koinonia.churches.repository import ChurchRepository
 from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound
 from koinonia.kit.pagination import ID, CursorSpec
+from koinonia.messages import limits
 from koinonia.templates.repository import TemplateRepository
 from koinonia.templates.schemas import TemplateIn, TemplateOut, TemplatePatch
 
@@ -17,6 +19,17 @@ def _name_taken(exc: IntegrityError) -> Conflict | None:
     if constraint_of(exc) == "uq_templates_church_id_name":
         return Conflict("a template with this name exists", fields={"name": "taken"})
     return None
+
+
+async def _check_length(session: AsyncSession, church_id: int, content: str) -> None:
+    """422 on `content` when even the shortest text the template can give (church name filled,
+    names left empty) is longer than the church's provider accepts: every send from it would
+    be refused. A template has no audience; the full check runs when it is sent."""
+    church = await ChurchRepository(session, church_id=church_id).get()
+    if church is None:
+        raise NotFound("church", church_id)
+    render = limits.plan(content, church.name)
+    limits.check_shortest(limits.provider_limit(church.sms_provider), render, field="content")
 
 
 async def list_templates(
@@ -45,6 +58,7 @@ async def get_template(session: AsyncSession, auth: AuthContext, template_id: in
 async def create_template(
     session: AsyncSession, auth: AuthContext, data: TemplateIn
 ) -> TemplateOut:
+    await _check_length(session, auth.church_id, data.content)
     repo = TemplateRepository(session, church_id=auth.church_id)
     try:
         template = await repo.create(data.model_dump())
@@ -59,6 +73,8 @@ async def update_template(
     values = data.model_dump(exclude_unset=True)
     if not values:
         return await get_template(session, auth, template_id)
+    if "content" in values:
+        await _check_length(session, auth.church_id, values["content"])
     repo = TemplateRepository(session, church_id=auth.church_id)
     try:
         template = await repo.update(template_id, values)
