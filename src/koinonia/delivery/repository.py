@@ -4,9 +4,25 @@ The recipient rows are the queue (DESIGN §5). Every method is one set-based sta
 the batch size, so a worker runs the same handful of statements for 10 texts or 10,000.
 Cross-church by nature (workers serve every church), hence no `church_id` at construction.
 
-Lock order, the same for every writer, so concurrent workers cannot deadlock on each other:
-messages (by id) → recipients (disjoint between claims) → members → usage. Counts in
-message_status_counts follow from the statement-level triggers; nothing here touches them.
+Lock order (the one place it is written down; DESIGN §5). Every transaction that locks more than
+one of these takes them in this order, so no two can wait on each other in a cycle:
+
+    messages (by id) → message_recipients → members / pending_status_reports → usage
+
+(A member or a pending report is locked only by a transaction that already holds the
+recipient it belongs to, or that holds no recipient at all, so the two never form a cycle
+between themselves.)
+
+- write-back (`record_results`): messages FOR UPDATE in id order, then its recipients, the
+  members it opts out, the pending reports it folds in, usage.
+- lease sweep (`requeue_expired_leases`): messages with expired rows FOR UPDATE SKIP LOCKED in
+  id order first, then their expired recipients (SKIP LOCKED); completing messages whose rows
+  failed for good touches no usage. It never waits at all: a message a write-back holds is
+  left for the next sweep.
+- claim (`claim_due_recipients`): recipients only, SKIP LOCKED (messages are read, not locked).
+- cancel (koinonia.messages.repository.cancel): the message FOR UPDATE, its recipients, usage.
+Counts in message_status_counts follow from the statement-level triggers of each statement;
+nothing here touches them directly.
 """
 
 from __future__ import annotations
@@ -200,14 +216,28 @@ RETURNING m.id, m.status
 """
 )
 
+# First step of the lease sweep, per the lock order: the messages that have expired rows,
+# locked in id order, skipping any a write-back (or another sweep) holds.
+_LOCK_EXPIRED_MESSAGES = text(
+    """
+SELECT m.id FROM messages m
+WHERE m.id IN (SELECT r.message_id FROM message_recipients r
+               WHERE r.status = 'sending' AND r.lease_expires_at < now())
+ORDER BY m.id
+FOR UPDATE OF m SKIP LOCKED
+"""
+)
+
 # Rows of a worker that died: back to the queue. Attempts already count the lost try, so a
 # text that keeps killing workers fails after max_attempts instead of looping forever. The
 # lease is kept: the original worker, if merely slow, may still record what it sent.
+# Only rows of messages this transaction locked (_LOCK_EXPIRED_MESSAGES).
 _REQUEUE_EXPIRED = text(
     """
 WITH expired AS (
     SELECT message_id, member_id FROM message_recipients
     WHERE status = 'sending' AND lease_expires_at < now()
+      AND message_id = ANY(CAST(:message_ids AS bigint[]))
     FOR UPDATE SKIP LOCKED
 ),
 requeued AS (
@@ -365,12 +395,19 @@ class DeliveryRepository:
         return [int(r.id) for r in rows if r.status == "completed"]
 
     async def requeue_expired_leases(self, *, max_attempts: int) -> int:
-        """Put the rows of dead workers back in the queue (one statement; messages whose rows
-        failed for good here are completed in the same transaction). Returns rows requeued."""
-        rows = (await self.session.execute(_REQUEUE_EXPIRED, {"max_attempts": max_attempts})).all()
+        """Put the rows of dead workers back in the queue; messages whose rows failed for good
+        here are finished in the same transaction. Takes its locks in the module's lock order
+        and never waits for one (at most three statements). Returns rows requeued."""
+        locked = [int(r.id) for r in await self.session.execute(_LOCK_EXPIRED_MESSAGES)]
+        if not locked:
+            return 0
+        rows = (
+            await self.session.execute(
+                _REQUEUE_EXPIRED, {"max_attempts": max_attempts, "message_ids": locked}
+            )
+        ).all()
         failed = sorted(int(r.message_id) for r in rows if r.any_failed)
         if failed:
-            await self.session.execute(_LOCK_MESSAGES, {"ids": failed})
             # No refund: a text in flight when its worker died may have reached the provider.
             await self._finish(failed, {}, {})
         return sum(int(r.n) for r in rows)
