@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from delivery.faults import DatabaseProxy
 from delivery.support import Broadcast, send_to_all
 from fixtures.factories import Tenant, make_members
 from koinonia.app import create_app
@@ -148,3 +149,12 @@ def redis_url() -> Iterator[str | None]:
         proc.terminate()
         proc.wait(timeout=5)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+async def db_proxy(engine: AsyncEngine) -> AsyncIterator[DatabaseProxy]:
+    """The test database behind a proxy the test can cut (see delivery.faults)."""
+    proxy = DatabaseProxy(engine.url)
+    await proxy.start()
+    yield proxy
+    await proxy.close()
