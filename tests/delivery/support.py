@@ -14,6 +14,7 @@ from fixtures.factories import Tenant
 from koinonia.config import Settings
 from koinonia.delivery.dispatcher import Dispatcher
 from koinonia.delivery.ratelimit import Grant, LocalRateLimiter, RedisRateLimiter
+from koinonia.delivery.repository import DeliveryRepository
 from koinonia.messages.service import enqueue
 from koinonia.models import Church
 from koinonia.sms.sandbox import RunningSandbox
@@ -49,6 +50,15 @@ async def send_to_all(session: AsyncSession, church_id: int, content: str) -> in
     )
     await session.commit()
     return queued.id
+
+
+async def complete_reported(session: AsyncSession, report_wait_s: float = 3600.0) -> list[int]:
+    """What every worker's sweep does: `sent` messages whose reports are in become completed."""
+    completed = await DeliveryRepository(session).complete_reported_messages(
+        report_wait_s=report_wait_s
+    )
+    await session.commit()
+    return completed
 
 
 async def statuses(session: AsyncSession, message_id: int) -> dict[str, int]:

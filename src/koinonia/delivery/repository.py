@@ -19,10 +19,18 @@ between themselves.)
   id order first, then their expired recipients (SKIP LOCKED); completing messages whose rows
   failed for good touches no usage. It never waits at all: a message a write-back holds is
   left for the next sweep.
+- report sweep (`complete_reported_messages`): messages only, SKIP LOCKED.
 - claim (`claim_due_recipients`): recipients only, SKIP LOCKED (messages are read, not locked).
 - cancel (koinonia.messages.repository.cancel): the message FOR UPDATE, its recipients, usage.
 Counts in message_status_counts follow from the statement-level triggers of each statement;
 nothing here touches them directly.
+
+Message statuses (the lifecycle `GET /messages/{id}` reports): `scheduled` / `queued` → `sending`
+(texts left to hand to the provider) → `sent` (all handed over; some still await their delivery
+report) → `completed` (every text final, or no report for `report_wait_s` after the message
+became `sent`); `cancelled` by an admin. The write-back moves a message to `sending`, `sent` or
+`completed`; `complete_reported_messages`, run by every worker's sweep, moves `sent` to
+`completed`. Both are set-based: one statement whatever the number of messages.
 """
 
 from __future__ import annotations
@@ -175,8 +183,9 @@ GROUP BY rec.message_id
 # Segments reach usage (the texts were reserved when the message was written) and texts no
 # attempt handed to a provider go back to the quota (Outcome.refund, and rows skipped at claim
 # before any attempt); segments reach the message's total; a message with no queued or sending
-# recipient left is completed. The usage row always exists: the reservation made it, in the
-# same month (both use the database clock), so the refund's negative insert never lands.
+# recipient left is `sent` while some text awaits its delivery report, else `completed`. The
+# usage row always exists: the reservation made it, in the same month (both use the database
+# clock), so the refund's negative insert never lands.
 # Runs after _LOCK_MESSAGES in its own statement, so its snapshot includes every competing
 # write-back. "Left" is read from the trigger-maintained counters (an index lookup of a few
 # rows), not from the recipients: EXISTS over a million recipients of which none is open is a
@@ -200,18 +209,50 @@ usage_add AS (
     SET segments = u.segments + EXCLUDED.segments, texts = greatest(u.texts + EXCLUDED.texts, 0)
 )
 UPDATE messages m
-SET status = CASE WHEN m.status NOT IN ('queued', 'scheduled', 'sending') THEN m.status
-                  WHEN o.open THEN 'sending' ELSE 'completed' END,
-    completed_at = CASE WHEN m.status IN ('queued', 'scheduled', 'sending') AND NOT o.open
+SET status = CASE WHEN m.status NOT IN ('queued', 'scheduled', 'sending', 'sent') THEN m.status
+                  WHEN o.open THEN 'sending' WHEN o.awaiting THEN 'sent' ELSE 'completed' END,
+    sent_at = CASE WHEN m.status IN ('queued', 'scheduled', 'sending') AND NOT o.open
+                   THEN now() ELSE m.sent_at END,
+    completed_at = CASE WHEN m.status IN ('queued', 'scheduled', 'sending', 'sent')
+                             AND NOT o.open AND NOT o.awaiting
                         THEN now() ELSE m.completed_at END,
     total_segments = m.total_segments + b.segments
 FROM batch b
 CROSS JOIN LATERAL (
-    SELECT coalesce(sum(c.n), 0) > 0 AS open
+    SELECT coalesce(sum(c.n) FILTER (WHERE c.status IN ('queued', 'sending')), 0) > 0 AS open,
+           coalesce(sum(c.n) FILTER (WHERE c.status = 'sent'), 0) > 0 AS awaiting
     FROM message_status_counts c
-    WHERE c.message_id = b.message_id AND c.status IN ('queued', 'sending')
+    WHERE c.message_id = b.message_id AND c.status IN ('queued', 'sending', 'sent')
 ) o
 WHERE m.id = b.message_id
+RETURNING m.id, m.status
+"""
+)
+
+# `sent` → `completed` for every message whose texts all have their final status, or whose
+# reports are overdue (`report_wait_s` after the message became `sent`: a carrier that has not
+# reported by then most likely never will; a late report still updates its recipient). A message
+# a text of which went back to the queue meanwhile is `sending` again. One statement for all
+# messages; SKIP LOCKED, so it never waits on a write-back (messages come first in the lock
+# order anyway). The partial index ix_messages_sent keeps the candidates to messages in `sent`.
+_COMPLETE_REPORTED = text(
+    """
+WITH candidate AS (
+    SELECT id FROM messages WHERE status = 'sent' ORDER BY id FOR UPDATE SKIP LOCKED
+)
+UPDATE messages m
+SET status = CASE WHEN o.open THEN 'sending' ELSE 'completed' END,
+    completed_at = CASE WHEN o.open THEN m.completed_at ELSE now() END
+FROM candidate
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(c.n) FILTER (WHERE c.status IN ('queued', 'sending')), 0) > 0 AS open,
+           coalesce(sum(c.n) FILTER (WHERE c.status = 'sent'), 0) > 0 AS awaiting
+    FROM message_status_counts c
+    WHERE c.message_id = candidate.id AND c.status IN ('queued', 'sending', 'sent')
+) o
+WHERE m.id = candidate.id
+  AND (o.open OR NOT o.awaiting
+       OR m.sent_at < now() - make_interval(secs => CAST(:report_wait_s AS float8)))
 RETURNING m.id, m.status
 """
 )
@@ -411,3 +452,9 @@ class DeliveryRepository:
             # No refund: a text in flight when its worker died may have reached the provider.
             await self._finish(failed, {}, {})
         return sum(int(r.n) for r in rows)
+
+    async def complete_reported_messages(self, *, report_wait_s: float) -> list[int]:
+        """`sent` messages whose texts are all final, or whose reports are overdue, become
+        `completed` (one statement). Returns the ids completed."""
+        rows = await self.session.execute(_COMPLETE_REPORTED, {"report_wait_s": report_wait_s})
+        return [int(r.id) for r in rows if r.status == "completed"]

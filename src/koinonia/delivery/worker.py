@@ -122,8 +122,8 @@ async def _pipeline(
 
 
 async def sweep(settings: Settings, outage: DatabaseOutage | None = None) -> int:
-    """Requeue expired leases; apply delivery reports that were parked before their send was
-    recorded and purge old ones.
+    """Requeue expired leases; complete messages whose delivery reports are all in (or overdue);
+    apply delivery reports that were parked before their send was recorded and purge old ones.
     Returns rows requeued. Each part in its own transaction, so one failing does not block the
     others; an outage fails the first part and is left to the caller's backoff."""
     async with job_session() as session:
@@ -132,6 +132,10 @@ async def sweep(settings: Settings, outage: DatabaseOutage | None = None) -> int
         )
     if requeued:
         log.warning("delivery_leases_requeued", rows=requeued)
+    async with job_session() as session:
+        await DeliveryRepository(session).complete_reported_messages(
+            report_wait_s=settings.report_wait_s
+        )
     try:
         from koinonia.webhooks.repository import (
             DeliveryReportRepository,
