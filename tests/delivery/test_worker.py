@@ -57,7 +57,7 @@ async def test_worker_killed_mid_broadcast_loses_nothing(
         "KOINONIA_LEASE_S": "2",
         "KOINONIA_CLAIM_BATCH_SIZE": str(batch),
         "KOINONIA_SEND_PIPELINES": str(pipelines),
-        "KOINONIA_SEND_RATE_PER_NUMBER": "800",
+        "KOINONIA_SEND_RATE_PER_NUMBER": "400",  # 2,000 texts take >= 5 s: killed well before
         "KOINONIA_WORKER_POLL_S": "0.2",
     }
     log = tmp_path / "worker.log"
