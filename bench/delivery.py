@@ -148,7 +148,8 @@ class Rig:
         return self
 
     async def broadcast(self) -> tuple[float, float]:
-        """(seconds until the sandbox accepted every text, seconds until completed)."""
+        """(seconds until the sandbox accepted every text, seconds until every result was
+        written back: the message is `sent` or `completed`)."""
         async with job_session() as s:
             church = await s.get(Church, self.church_id)
             assert church is not None
@@ -180,7 +181,9 @@ class Rig:
                         text("SELECT status FROM messages WHERE id = :m"), {"m": queued.id}
                     )
                 ).scalar_one()
-            if status == "completed":
+            # Every text handed over and written back: `sent` (delivery reports still
+            # awaited, which is carrier time, not ours) or already `completed`.
+            if status in ("sent", "completed"):
                 done = time.perf_counter() - started
                 self.cpu = self._cpu_spent(cpu_before, self._cpu_snapshot())
                 return handed or done, done

@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     send_pipelines: int = Field(default=2, ge=1, le=16)  # batches in flight per worker process
     worker_poll_s: float = Field(default=1.0, gt=0)  # safety net when a NOTIFY is missed
     lease_sweep_s: float = Field(default=10.0, gt=0)  # requeue expired leases this often
+    # A `sent` message (all texts handed over) is `completed` when every delivery report is in,
+    # or this long after it became `sent`: carriers report within minutes, and one that has not
+    # reported in an hour is unlikely to (a late report still updates its text).
+    report_wait_s: float = Field(default=3600.0, gt=0)
     schedule_poll_s: float = Field(default=5.0, gt=0)  # due recurring sends, welcome texts
     segment_price_usd: float = 0.0079  # shown by dry runs; the provider's US list price
 

@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from delivery.faults import DatabaseProxy
 from delivery.support import Broadcast, send_to_all
 from fixtures.factories import Tenant, make_members
 from koinonia.app import create_app
@@ -67,6 +68,11 @@ async def sandbox(api_url: str) -> AsyncIterator[RunningSandbox]:
             delivery_delay_ms=40,
             callback_attempts=2,
             callback_retry_ms=20,
+            # Longer than any answer can take on a busy machine: a report the sandbox gave up
+            # on is still applied by the server afterwards, after the test's
+            # wait_for_callbacks() has returned (1,000 reports of one broadcast took > 5 s
+            # next to a CPU hog, and the counts changed between two reads).
+            callback_timeout_s=120.0,
             seed=7,
         )
     )
@@ -148,3 +154,12 @@ def redis_url() -> Iterator[str | None]:
         proc.terminate()
         proc.wait(timeout=5)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+async def db_proxy(engine: AsyncEngine) -> AsyncIterator[DatabaseProxy]:
+    """The test database behind a proxy the test can cut (see delivery.faults)."""
+    proxy = DatabaseProxy(engine.url)
+    await proxy.start()
+    yield proxy
+    await proxy.close()

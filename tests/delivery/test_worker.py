@@ -57,7 +57,7 @@ async def test_worker_killed_mid_broadcast_loses_nothing(
         "KOINONIA_LEASE_S": "2",
         "KOINONIA_CLAIM_BATCH_SIZE": str(batch),
         "KOINONIA_SEND_PIPELINES": str(pipelines),
-        "KOINONIA_SEND_RATE_PER_NUMBER": "800",
+        "KOINONIA_SEND_RATE_PER_NUMBER": "400",  # 2,000 texts take >= 5 s: killed well before
         "KOINONIA_WORKER_POLL_S": "0.2",
     }
     log = tmp_path / "worker.log"
@@ -101,8 +101,9 @@ async def test_worker_killed_mid_broadcast_loses_nothing(
         await second.close()
 
     by_status = await statuses(committed_session, b.message_id)
-    assert set(by_status) <= {"sent", "delivered"} and sum(by_status.values()) == 2000
-    assert await message_status(committed_session, b.message_id) == "completed"
+    assert by_status == {"sent": 2000}
+    # Handed over, the carrier's reports still awaited (it reports after 60 s here).
+    assert await message_status(committed_session, b.message_id) == "sent"
     phones = Counter(sent_phones(sandbox))
     assert len(phones) == 2000  # nothing lost
     twice = sum(n - 1 for n in phones.values())

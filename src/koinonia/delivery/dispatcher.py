@@ -5,6 +5,11 @@ Three phases, never a provider call inside a database transaction: the claim com
 rate limiter, then every result is written back in a new transaction with a constant number of
 statements. Any number of dispatchers in any number of processes can run at once; Postgres
 hands each row to one of them.
+
+What the carrier answered is the only record of what it took, so the write-back is never given
+up while it can still matter: during a database outage it is retried with backoff for as long
+as the worker runs (when stopping, until the batch's lease expires, after which another worker
+may own the rows). An outage shorter than the lease therefore sends nothing twice.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from koinonia.config import Settings
 from koinonia.db import engine as db_engine
 from koinonia.db import observe
+from koinonia.delivery.outage import CONFLICT_SQLSTATES, DatabaseOutage, sqlstate
 from koinonia.delivery.ratelimit import RateLimiter, build_rate_limiter
 from koinonia.delivery.repository import (
     FAILED,
@@ -53,11 +60,10 @@ from koinonia.sms.http import HttpClient
 # times. The number itself is not paused: Retry-After comes in whole seconds while carriers
 # refill per message, so pausing a number on every 429 collapses it to ~1 text a second.
 RATE_LIMITED_CODES = frozenset({"429", "20429", "10011"})
-# Write-back retries: deadlocks (40P01), serialisation failures and dropped connections are
-# worth another try; giving up would leave sent texts 'sending' until their lease expires and
-# then send them twice.
-RECORD_TRIES = 5
-_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+# Backoff of a write-back retried after a conflict (deadlock 40P01, serialisation 40001), in
+# seconds: base * 2**(n-1) up to the cap. (Outages back off per DatabaseOutage.)
+_CONFLICT_RETRY_BASE_S = 0.05
+_CONFLICT_RETRY_MAX_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +110,11 @@ class Dispatcher:
         stop: asyncio.Event | None = None,
         sessionmaker: async_sessionmaker[AsyncSession] | None = None,
         http: HttpClient | None = None,
+        outage: DatabaseOutage | None = None,
     ) -> None:
         self.settings = settings
+        # Shared with the worker's other loops (koinonia.delivery.worker) for one log per cause.
+        self.outage = outage or DatabaseOutage()
         self.limiter = limiter or build_rate_limiter(settings)
         self.stop = stop or asyncio.Event()
         self._sessionmaker = sessionmaker
@@ -177,6 +186,7 @@ class Dispatcher:
                     limit=self.batch_size, lease_s=self.settings.lease_s
                 )
                 await session.commit()
+            self.outage.succeeded()
             if not claimed:
                 return BatchResult(statements=stats.count)
             to_send = [c for c in claimed if c.status == "sending"]
@@ -190,6 +200,9 @@ class Dispatcher:
                 skipped_unsent=[
                     c.message_id for c in claimed if c.status == "skipped" and c.attempts == 0
                 ],
+                # The claim set the lease from the database clock after `started`: this
+                # local estimate ends no later than the lease itself.
+                lease_ends=started + self.settings.lease_s,
             )
         # Delivery counts changed: cached dashboards of these churches miss from now on (once
         # per church per batch, after the commit).
@@ -218,30 +231,50 @@ class Dispatcher:
         lease: datetime | None,
         message_ids: list[int],
         skipped_unsent: list[int],
+        lease_ends: float | None = None,
     ) -> Recorded:
-        for attempt in range(1, RECORD_TRIES + 1):
+        """Write the batch back, retrying outages and conflicts with backoff (see the module
+        docstring); anything else is a bug and raises at once. `lease_ends` (monotonic) bounds
+        the retries once the dispatcher is stopping."""
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                async with self._sessions()() as session:
-                    recorded = await DeliveryRepository(session).record_results(
-                        outcomes,
-                        lease=lease,
-                        message_ids=message_ids,
-                        skipped_unsent=skipped_unsent,
+                # Each attempt counts its own statements; only the one that commits joins the
+                # batch's count, so retries neither inflate it nor look like an N+1.
+                with observe.track("delivery.record") as attempt_stats:
+                    async with self._sessions()() as session:
+                        recorded = await DeliveryRepository(session).record_results(
+                            outcomes,
+                            lease=lease,
+                            message_ids=message_ids,
+                            skipped_unsent=skipped_unsent,
+                        )
+                        await session.commit()
+            except (DBAPIError, OSError, PoolTimeoutError) as exc:
+                state = sqlstate(exc)
+                delay = self.outage.failed(exc, during="delivery.record")
+                if delay is None:
+                    if state not in CONFLICT_SQLSTATES:
+                        raise
+                    delay = min(_CONFLICT_RETRY_MAX_S, _CONFLICT_RETRY_BASE_S * 2 ** (attempt - 1))
+                    log.warning("delivery_record_retry", attempt=attempt, sqlstate=state)
+                if self.stop.is_set() and (lease_ends is None or time.monotonic() >= lease_ends):
+                    # Stopping, and the rows may be someone else's by now: the lease sweep
+                    # puts them back and they are sent again.
+                    log.error(
+                        "delivery_results_unrecorded", results=len(outcomes), attempts=attempt
                     )
-                    await session.commit()
-                    return recorded
-            except (DBAPIError, OSError) as exc:
-                sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
-                retryable = (
-                    isinstance(exc, OSError)
-                    or sqlstate in _RETRYABLE_SQLSTATES
-                    or getattr(exc, "connection_invalidated", False)
-                )
-                if not retryable or attempt == RECORD_TRIES:
                     raise
-                log.warning("delivery_record_retry", attempt=attempt, sqlstate=sqlstate)
-                await asyncio.sleep(0.05 * 2**attempt)
-        raise AssertionError("unreachable")
+                await asyncio.sleep(delay)
+                continue
+            self.outage.succeeded()
+            batch = observe.current()
+            if batch is not None:
+                batch.count += attempt_stats.count
+                batch.db_seconds += attempt_stats.db_seconds
+                batch.statements.extend(attempt_stats.statements)
+            return recorded
 
     # --- one text ---------------------------------------------------------------------------
 

@@ -4,9 +4,33 @@ The recipient rows are the queue (DESIGN §5). Every method is one set-based sta
 the batch size, so a worker runs the same handful of statements for 10 texts or 10,000.
 Cross-church by nature (workers serve every church), hence no `church_id` at construction.
 
-Lock order, the same for every writer, so concurrent workers cannot deadlock on each other:
-messages (by id) → recipients (disjoint between claims) → members → usage. Counts in
-message_status_counts follow from the statement-level triggers; nothing here touches them.
+Lock order (the one place it is written down; DESIGN §5). Every transaction that locks more than
+one of these takes them in this order, so no two can wait on each other in a cycle:
+
+    messages (by id) → message_recipients → members / pending_status_reports → usage
+
+(A member or a pending report is locked only by a transaction that already holds the
+recipient it belongs to, or that holds no recipient at all, so the two never form a cycle
+between themselves.)
+
+- write-back (`record_results`): messages FOR UPDATE in id order, then its recipients, the
+  members it opts out, the pending reports it folds in, usage.
+- lease sweep (`requeue_expired_leases`): messages with expired rows FOR UPDATE SKIP LOCKED in
+  id order first, then their expired recipients (SKIP LOCKED); completing messages whose rows
+  failed for good touches no usage. It never waits at all: a message a write-back holds is
+  left for the next sweep.
+- report sweep (`complete_reported_messages`): messages only, SKIP LOCKED.
+- claim (`claim_due_recipients`): recipients only, SKIP LOCKED (messages are read, not locked).
+- cancel (koinonia.messages.repository.cancel): the message FOR UPDATE, its recipients, usage.
+Counts in message_status_counts follow from the statement-level triggers of each statement;
+nothing here touches them directly.
+
+Message statuses (the lifecycle `GET /messages/{id}` reports): `scheduled` / `queued` → `sending`
+(texts left to hand to the provider) → `sent` (all handed over; some still await their delivery
+report) → `completed` (every text final, or no report for `report_wait_s` after the message
+became `sent`); `cancelled` by an admin. The write-back moves a message to `sending`, `sent` or
+`completed`; `complete_reported_messages`, run by every worker's sweep, moves `sent` to
+`completed`. Both are set-based: one statement whatever the number of messages.
 """
 
 from __future__ import annotations
@@ -159,8 +183,9 @@ GROUP BY rec.message_id
 # Segments reach usage (the texts were reserved when the message was written) and texts no
 # attempt handed to a provider go back to the quota (Outcome.refund, and rows skipped at claim
 # before any attempt); segments reach the message's total; a message with no queued or sending
-# recipient left is completed. The usage row always exists: the reservation made it, in the
-# same month (both use the database clock), so the refund's negative insert never lands.
+# recipient left is `sent` while some text awaits its delivery report, else `completed`. The
+# usage row always exists: the reservation made it, in the same month (both use the database
+# clock), so the refund's negative insert never lands.
 # Runs after _LOCK_MESSAGES in its own statement, so its snapshot includes every competing
 # write-back. "Left" is read from the trigger-maintained counters (an index lookup of a few
 # rows), not from the recipients: EXISTS over a million recipients of which none is open is a
@@ -184,30 +209,76 @@ usage_add AS (
     SET segments = u.segments + EXCLUDED.segments, texts = greatest(u.texts + EXCLUDED.texts, 0)
 )
 UPDATE messages m
-SET status = CASE WHEN m.status NOT IN ('queued', 'scheduled', 'sending') THEN m.status
-                  WHEN o.open THEN 'sending' ELSE 'completed' END,
-    completed_at = CASE WHEN m.status IN ('queued', 'scheduled', 'sending') AND NOT o.open
+SET status = CASE WHEN m.status NOT IN ('queued', 'scheduled', 'sending', 'sent') THEN m.status
+                  WHEN o.open THEN 'sending' WHEN o.awaiting THEN 'sent' ELSE 'completed' END,
+    sent_at = CASE WHEN m.status IN ('queued', 'scheduled', 'sending') AND NOT o.open
+                   THEN now() ELSE m.sent_at END,
+    completed_at = CASE WHEN m.status IN ('queued', 'scheduled', 'sending', 'sent')
+                             AND NOT o.open AND NOT o.awaiting
                         THEN now() ELSE m.completed_at END,
     total_segments = m.total_segments + b.segments
 FROM batch b
 CROSS JOIN LATERAL (
-    SELECT coalesce(sum(c.n), 0) > 0 AS open
+    SELECT coalesce(sum(c.n) FILTER (WHERE c.status IN ('queued', 'sending')), 0) > 0 AS open,
+           coalesce(sum(c.n) FILTER (WHERE c.status = 'sent'), 0) > 0 AS awaiting
     FROM message_status_counts c
-    WHERE c.message_id = b.message_id AND c.status IN ('queued', 'sending')
+    WHERE c.message_id = b.message_id AND c.status IN ('queued', 'sending', 'sent')
 ) o
 WHERE m.id = b.message_id
 RETURNING m.id, m.status
 """
 )
 
+# `sent` → `completed` for every message whose texts all have their final status, or whose
+# reports are overdue (`report_wait_s` after the message became `sent`: a carrier that has not
+# reported by then most likely never will; a late report still updates its recipient). A message
+# a text of which went back to the queue meanwhile is `sending` again. One statement for all
+# messages; SKIP LOCKED, so it never waits on a write-back (messages come first in the lock
+# order anyway). The partial index ix_messages_sent keeps the candidates to messages in `sent`.
+_COMPLETE_REPORTED = text(
+    """
+WITH candidate AS (
+    SELECT id FROM messages WHERE status = 'sent' ORDER BY id FOR UPDATE SKIP LOCKED
+)
+UPDATE messages m
+SET status = CASE WHEN o.open THEN 'sending' ELSE 'completed' END,
+    completed_at = CASE WHEN o.open THEN m.completed_at ELSE now() END
+FROM candidate
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(c.n) FILTER (WHERE c.status IN ('queued', 'sending')), 0) > 0 AS open,
+           coalesce(sum(c.n) FILTER (WHERE c.status = 'sent'), 0) > 0 AS awaiting
+    FROM message_status_counts c
+    WHERE c.message_id = candidate.id AND c.status IN ('queued', 'sending', 'sent')
+) o
+WHERE m.id = candidate.id
+  AND (o.open OR NOT o.awaiting
+       OR m.sent_at < now() - make_interval(secs => CAST(:report_wait_s AS float8)))
+RETURNING m.id, m.status
+"""
+)
+
+# First step of the lease sweep, per the lock order: the messages that have expired rows,
+# locked in id order, skipping any a write-back (or another sweep) holds.
+_LOCK_EXPIRED_MESSAGES = text(
+    """
+SELECT m.id FROM messages m
+WHERE m.id IN (SELECT r.message_id FROM message_recipients r
+               WHERE r.status = 'sending' AND r.lease_expires_at < now())
+ORDER BY m.id
+FOR UPDATE OF m SKIP LOCKED
+"""
+)
+
 # Rows of a worker that died: back to the queue. Attempts already count the lost try, so a
 # text that keeps killing workers fails after max_attempts instead of looping forever. The
 # lease is kept: the original worker, if merely slow, may still record what it sent.
+# Only rows of messages this transaction locked (_LOCK_EXPIRED_MESSAGES).
 _REQUEUE_EXPIRED = text(
     """
 WITH expired AS (
     SELECT message_id, member_id FROM message_recipients
     WHERE status = 'sending' AND lease_expires_at < now()
+      AND message_id = ANY(CAST(:message_ids AS bigint[]))
     FOR UPDATE SKIP LOCKED
 ),
 requeued AS (
@@ -365,12 +436,25 @@ class DeliveryRepository:
         return [int(r.id) for r in rows if r.status == "completed"]
 
     async def requeue_expired_leases(self, *, max_attempts: int) -> int:
-        """Put the rows of dead workers back in the queue (one statement; messages whose rows
-        failed for good here are completed in the same transaction). Returns rows requeued."""
-        rows = (await self.session.execute(_REQUEUE_EXPIRED, {"max_attempts": max_attempts})).all()
+        """Put the rows of dead workers back in the queue; messages whose rows failed for good
+        here are finished in the same transaction. Takes its locks in the module's lock order
+        and never waits for one (at most three statements). Returns rows requeued."""
+        locked = [int(r.id) for r in await self.session.execute(_LOCK_EXPIRED_MESSAGES)]
+        if not locked:
+            return 0
+        rows = (
+            await self.session.execute(
+                _REQUEUE_EXPIRED, {"max_attempts": max_attempts, "message_ids": locked}
+            )
+        ).all()
         failed = sorted(int(r.message_id) for r in rows if r.any_failed)
         if failed:
-            await self.session.execute(_LOCK_MESSAGES, {"ids": failed})
             # No refund: a text in flight when its worker died may have reached the provider.
             await self._finish(failed, {}, {})
         return sum(int(r.n) for r in rows)
+
+    async def complete_reported_messages(self, *, report_wait_s: float) -> list[int]:
+        """`sent` messages whose texts are all final, or whose reports are overdue, become
+        `completed` (one statement). Returns the ids completed."""
+        rows = await self.session.execute(_COMPLETE_REPORTED, {"report_wait_s": report_wait_s})
+        return [int(r.id) for r in rows if r.status == "completed"]

@@ -18,6 +18,15 @@ Shutdown (SIGTERM / SIGINT, or `stop` set by the caller): nothing new is claimed
 handed to a provider finish and are recorded, claimed texts not yet sent go back to 'queued'
 without spending an attempt, then the HTTP session and the listener connection are closed. A
 second signal cancels at once; the lease sweep of another worker then recovers the rows.
+
+Database outages (koinonia.delivery.outage): every loop shares the dispatcher's
+`DatabaseOutage`. A failed claim, sweep or schedule run that is an outage backs off
+exponentially (up to 5 s) instead of retrying at its usual pace, and is logged once per cause
+(`database_unavailable`), not as a traceback per attempt; the first statement that goes through
+logs `database_recovered`. Nothing new is claimed (so nothing new is sent) until a claim goes
+through again; results already obtained from the carrier are kept and written back when the
+database answers (Dispatcher._record). A stop during an outage waits for those write-backs up
+to the batches' lease.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from koinonia.config import Settings
 from koinonia.db import engine as db_engine
 from koinonia.db.session import job_session
 from koinonia.delivery.dispatcher import Dispatcher
+from koinonia.delivery.outage import DatabaseOutage
 from koinonia.delivery.repository import DeliveryRepository
 from koinonia.kit.logging import configure_logging, log
 
@@ -78,42 +88,54 @@ async def _listen_once(engine: AsyncEngine, wake: asyncio.Event, stop: asyncio.E
             raise ConnectionError("listener connection closed")
 
 
-async def _listen(engine: AsyncEngine, wake: asyncio.Event, stop: asyncio.Event) -> None:
+async def _listen(
+    engine: AsyncEngine, wake: asyncio.Event, stop: asyncio.Event, outage: DatabaseOutage
+) -> None:
     """Set `wake` on every NOTIFY; reconnect (through the pool) if the connection drops."""
     while not stop.is_set():
         try:
             await _listen_once(engine, wake, stop)
         except Exception as exc:
-            log.warning("worker_listen_failed", error=str(exc), retry_s=RELISTEN_S)
+            if outage.failed(exc, during="worker.listen") is None:
+                log.warning("worker_listen_failed", error=str(exc), retry_s=RELISTEN_S)
             await _wait_any(stop, within=RELISTEN_S)
 
 
 async def _pipeline(
     dispatcher: Dispatcher, wake: asyncio.Event, stop: asyncio.Event, poll_s: float
 ) -> None:
-    """Batch after batch while there is work; then wait for a NOTIFY or the poll."""
+    """Batch after batch while there is work; then wait for a NOTIFY or the poll. During a
+    database outage, claims back off (see the module docstring)."""
     while not stop.is_set():
         try:
             result = await dispatcher.run_once()
-        except Exception:
-            log.exception("delivery_batch_failed")
-            await _wait_any(stop, within=poll_s)
+        except Exception as exc:
+            delay = dispatcher.outage.failed(exc, during="delivery.claim")
+            if delay is None:
+                log.exception("delivery_batch_failed")
+                delay = poll_s
+            await _wait_any(stop, within=delay)
             continue
         if result.claimed == 0:
             await _wait_any(wake, stop, within=poll_s)
             wake.clear()
 
 
-async def sweep(settings: Settings) -> int:
-    """Requeue expired leases; apply delivery reports that were parked before their send was
-    recorded and purge old ones. Returns rows requeued. Each part in its own transaction, so
-    one failing does not block the others."""
+async def sweep(settings: Settings, outage: DatabaseOutage | None = None) -> int:
+    """Requeue expired leases; complete messages whose delivery reports are all in (or overdue);
+    apply delivery reports that were parked before their send was recorded and purge old ones.
+    Returns rows requeued. Each part in its own transaction, so one failing does not block the
+    others; an outage fails the first part and is left to the caller's backoff."""
     async with job_session() as session:
         requeued = await DeliveryRepository(session).requeue_expired_leases(
             max_attempts=settings.max_attempts
         )
     if requeued:
         log.warning("delivery_leases_requeued", rows=requeued)
+    async with job_session() as session:
+        await DeliveryRepository(session).complete_reported_messages(
+            report_wait_s=settings.report_wait_s
+        )
     try:
         from koinonia.webhooks.repository import (
             DeliveryReportRepository,
@@ -123,32 +145,43 @@ async def sweep(settings: Settings) -> int:
         async with job_session() as session:
             await DeliveryReportRepository(session).apply_matched_pending_reports()
             await purge_stale_pending_reports(session)
-    except Exception:
-        log.exception("pending_reports_sweep_failed")
+    except Exception as exc:
+        if outage is None or outage.failed(exc, during="delivery.sweep") is None:
+            log.exception("pending_reports_sweep_failed")
     return requeued
 
 
-async def _schedule(settings: Settings, stop: asyncio.Event) -> None:
+async def _schedule(settings: Settings, stop: asyncio.Event, outage: DatabaseOutage) -> None:
     """Fire due recurring messages and welcome texts (koinonia.delivery.scheduler); the
     messages they write NOTIFY the pipelines like any send."""
     while not stop.is_set():
+        delay = settings.schedule_poll_s
         try:
             from koinonia.delivery.scheduler import fire_due_schedules, send_due_welcomes
 
             await fire_due_schedules()
             await send_due_welcomes()
-        except Exception:
-            log.exception("delivery_schedules_failed")
-        await _wait_any(stop, within=settings.schedule_poll_s)
+            outage.succeeded()
+        except Exception as exc:
+            if (backoff := outage.failed(exc, during="delivery.schedules")) is None:
+                log.exception("delivery_schedules_failed")
+            else:
+                delay = min(delay, backoff)
+        await _wait_any(stop, within=delay)
 
 
-async def _maintain(settings: Settings, stop: asyncio.Event) -> None:
+async def _maintain(settings: Settings, stop: asyncio.Event, outage: DatabaseOutage) -> None:
     while not stop.is_set():
+        delay = settings.lease_sweep_s
         try:
-            await sweep(settings)
-        except Exception:
-            log.exception("delivery_sweep_failed")
-        await _wait_any(stop, within=settings.lease_sweep_s)
+            await sweep(settings, outage)
+            outage.succeeded()
+        except Exception as exc:
+            if (backoff := outage.failed(exc, during="delivery.sweep")) is None:
+                log.exception("delivery_sweep_failed")
+            else:
+                delay = min(delay, backoff)
+        await _wait_any(stop, within=delay)
 
 
 async def run_worker(
@@ -169,9 +202,9 @@ async def run_worker(
         dispatcher.stop = stop
     wake = asyncio.Event()
     background = [
-        asyncio.create_task(_listen(engine, wake, stop), name="worker-listen"),
-        asyncio.create_task(_maintain(settings, stop), name="worker-sweep"),
-        asyncio.create_task(_schedule(settings, stop), name="worker-schedules"),
+        asyncio.create_task(_listen(engine, wake, stop, dispatcher.outage), name="worker-listen"),
+        asyncio.create_task(_maintain(settings, stop, dispatcher.outage), name="worker-sweep"),
+        asyncio.create_task(_schedule(settings, stop, dispatcher.outage), name="worker-schedules"),
     ]
     log.info(
         "worker_started",

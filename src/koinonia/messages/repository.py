@@ -59,7 +59,7 @@ _COUNTS = """
 _MESSAGE_COLUMNS = """
     m.id, m.content, m.kind, m.target_type, m.target_ids, m.encoding, m.segments, m.status,
     m.recipient_count, m.skipped_opted_out, m.created_by, m.created_at, m.scheduled_at,
-    m.completed_at, c.counts
+    m.sent_at, m.completed_at, c.counts
 """
 
 

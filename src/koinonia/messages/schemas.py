@@ -106,6 +106,17 @@ class StatusCounts(Out):
     skipped: int = 0
 
 
+MESSAGE_STATUS_DESCRIPTION = (
+    "`scheduled` (waits for `scheduled_at`) or `queued` → `sending` (texts are being handed to "
+    "the provider) → `sent` (every text handed over; some still await the carrier's delivery "
+    "report) → `completed` (every text has its final status, or no report came for "
+    "KOINONIA_REPORT_WAIT_S, default 1 hour, after the message became `sent`; such texts stay "
+    "`sent` in `counts`). `cancelled`: stopped by an admin before everything was sent. "
+    "A message moves from `sent` to `completed` within one worker sweep (KOINONIA_LEASE_SWEEP_S, "
+    "default 10 s) of its last report."
+)
+
+
 class MessageOut(Out):
     id: int
     content: str
@@ -114,13 +125,21 @@ class MessageOut(Out):
     target_ids: list[int]
     encoding: str
     segments: int
-    status: str
+    status: Literal["scheduled", "queued", "sending", "sent", "completed", "cancelled"] = Field(
+        description=MESSAGE_STATUS_DESCRIPTION
+    )
     recipient_count: int
     skipped_opted_out: int
     created_by: int | None
     created_at: datetime
     scheduled_at: datetime | None
-    completed_at: datetime | None
+    sent_at: datetime | None = Field(
+        description="When the last text was handed to the provider (the message became `sent`, "
+        "or `completed` at once when no report was awaited); null before."
+    )
+    completed_at: datetime | None = Field(
+        description="When the message became `completed` or `cancelled`; null before."
+    )
     counts: StatusCounts
     delivery_rate: float | None = Field(
         description="delivered / (sent + delivered + undelivered + failed): the share of texts "

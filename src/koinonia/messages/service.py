@@ -282,6 +282,7 @@ def _message_out(row: Any) -> MessageOut:
         created_by=row.created_by,
         created_at=row.created_at,
         scheduled_at=row.scheduled_at,
+        sent_at=row.sent_at,
         completed_at=row.completed_at,
         counts=counts,
         delivery_rate=delivery_rate(
@@ -345,6 +346,6 @@ async def cancel(session: AsyncSession, auth: AuthContext, message_id: int) -> M
     if result is None:
         raise NotFound("message", message_id)
     previous, _ = result
-    if previous in ("completed", "cancelled"):
+    if previous in ("sent", "completed", "cancelled"):  # nothing left to hold back
         raise Conflict(f"message is already {previous}", code="not_cancellable")
     return await get_message(session, auth, message_id)

@@ -20,7 +20,8 @@ from koinonia.models.base import Base, church_fk, created_at_column, id_column, 
 
 MESSAGE_KINDS = ("broadcast", "reply", "recurring", "welcome", "relay", "system")
 TARGET_TYPES = ("all", "branches", "groups", "members")
-MESSAGE_STATUSES = ("scheduled", "queued", "sending", "completed", "cancelled")
+# The lifecycle: koinonia.delivery.repository's docstring.
+MESSAGE_STATUSES = ("scheduled", "queued", "sending", "sent", "completed", "cancelled")
 RECIPIENT_STATUSES = (
     "queued",
     "sending",
@@ -45,6 +46,8 @@ class Message(Base):
             "scheduled_at",
             postgresql_where=text("status = 'scheduled'"),
         ),
+        # The messages awaiting delivery reports, for the sweep that completes them.
+        Index("ix_messages_sent", "id", postgresql_where=text("status = 'sent'")),
     )
 
     id: Mapped[int] = id_column()
@@ -68,6 +71,7 @@ class Message(Base):
     )
     created_at: Mapped[datetime] = created_at_column()
     scheduled_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]  # when nothing was left to hand to the provider
     completed_at: Mapped[datetime | None]
 
 

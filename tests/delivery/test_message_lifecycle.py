@@ -1,0 +1,130 @@
+"""A message's status says what is true: `sending` → `sent` (all handed over, reports awaited) →
+`completed` (every report in, or overdue), through the real dispatcher, the sandbox's signed
+delivery reports to the real webhooks, and the worker's sweep."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from delivery.support import (
+    Broadcast,
+    complete_reported,
+    counted,
+    deliver_with,
+    message_status,
+)
+from koinonia.config import Settings
+from koinonia.sms.sandbox import RunningSandbox
+
+MakeSettings = Callable[..., Settings]
+MakeBroadcast = Callable[..., Awaitable[Broadcast]]
+
+
+async def _get(client: httpx.AsyncClient, b: Broadcast) -> dict[str, object]:
+    response = await client.get(f"/api/v1/messages/{b.message_id}", headers=b.church.headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+async def test_a_message_is_sent_while_reports_are_awaited_and_completed_once_all_are_in(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+    committed_client: httpx.AsyncClient,
+) -> None:
+    sandbox.carrier.update_config({"delivery_delay_ms": 60_000})  # reports held back
+    b = await broadcast(3)
+    await deliver_with(make_settings(), committed_session, b.message_id)
+
+    body = await _get(committed_client, b)
+    assert body["status"] == "sent"  # every text handed over, no report yet
+    assert body["sent_at"] is not None and body["completed_at"] is None
+    assert await counted(committed_session, b.message_id) == {"sent": 3}
+    assert await complete_reported(committed_session) == []  # nothing to complete yet
+
+    # Two reports arrive, through the real webhook: still one text awaited.
+    sandbox.carrier.update_config({"delivery_delay_ms": 0})
+    first, second, third = sandbox.carrier.messages
+    await asyncio.gather(
+        *(sandbox.carrier._report_delivery(m, undelivered=False) for m in (first, second))
+    )
+    assert await complete_reported(committed_session) == []
+    assert await message_status(committed_session, b.message_id) == "sent"
+
+    await sandbox.carrier._report_delivery(third, undelivered=True)
+    assert await counted(committed_session, b.message_id) == {"delivered": 2, "undelivered": 1}
+    assert await complete_reported(committed_session) == [b.message_id]
+    body = await _get(committed_client, b)
+    assert body["status"] == "completed" and body["completed_at"] is not None
+
+
+async def test_overdue_reports_complete_a_message_and_its_texts_stay_sent(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    sandbox.carrier.update_config({"delivery_delay_ms": 60_000})
+    overdue, recent = await broadcast(2), await broadcast(2)
+    settings = make_settings()
+    await deliver_with(settings, committed_session, overdue.message_id)
+    await deliver_with(settings, committed_session, recent.message_id)
+    await committed_session.execute(
+        text("UPDATE messages SET sent_at = now() - interval '61 minutes' WHERE id = :m"),
+        {"m": overdue.message_id},
+    )
+    await committed_session.commit()
+
+    assert await complete_reported(committed_session, report_wait_s=3600) == [overdue.message_id]
+    assert await message_status(committed_session, overdue.message_id) == "completed"
+    assert await counted(committed_session, overdue.message_id) == {"sent": 2}  # no report came
+    assert await message_status(committed_session, recent.message_id) == "sent"
+
+
+async def test_a_sent_message_whose_text_is_queued_again_is_sending_again(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    sandbox.carrier.update_config({"delivery_delay_ms": 60_000})
+    b = await broadcast(2)
+    await deliver_with(make_settings(), committed_session, b.message_id)
+    # A carrier's temporary failure sends a text back to the queue.
+    await committed_session.execute(
+        text(
+            "UPDATE message_recipients SET status = 'queued', next_attempt_at = now()"
+            " WHERE member_id = :id"
+        ),
+        {"id": b.member_ids[0]},
+    )
+    await committed_session.commit()
+    assert await complete_reported(committed_session) == []
+    assert await message_status(committed_session, b.message_id) == "sending"
+    await deliver_with(make_settings(), committed_session, b.message_id)
+    assert await message_status(committed_session, b.message_id) == "sent"
+
+
+async def test_a_sent_message_cannot_be_cancelled(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+    committed_client: httpx.AsyncClient,
+) -> None:
+    sandbox.carrier.update_config({"delivery_delay_ms": 60_000})
+    b = await broadcast(1)
+    await deliver_with(make_settings(), committed_session, b.message_id)
+    response = await committed_client.post(
+        f"/api/v1/messages/{b.message_id}/cancel", headers=b.church.headers
+    )
+    assert response.status_code == 409
+    assert response.json()["error"] == "not_cancellable"
+    assert await message_status(committed_session, b.message_id) == "sent"
