@@ -8,7 +8,7 @@ repairs any stored name the database cannot use, or that is not canonical, to UT
 CHECK so no write can store one again.
 
 Revision ID: 5d2c8e1f7a30
-Revises: 7c3f5a9e2d14
+Revises: 4e8b2c7d1a90
 Create Date: 2026-12-03 16:30:00
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "5d2c8e1f7a30"
-down_revision: str | None = "7c3f5a9e2d14"
+down_revision: str | None = "4e8b2c7d1a90"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
