@@ -560,5 +560,6 @@ async def test_a_text_grown_beyond_the_provider_limit_fails_unsent_and_refunded(
     assert "1,601 characters" in failed.error_text and "(1 too many)" in failed.error_text
     assert {by_member[m].status for m in others} <= {"sent", "delivered"}
     assert len(sent_phones(sandbox)) == 2
-    assert await message_status(committed_session, b.message_id) == "completed"
+    # Every text handed over or final: delivery reports may or may not have come in yet.
+    assert await message_status(committed_session, b.message_id) in {"sent", "completed"}
     assert await _texts_used(committed_session, b.church.church_id) == 2  # one refunded
