@@ -17,9 +17,11 @@ from koinonia.sms.base import (
 from koinonia.sms.http import HttpClient
 
 OPTED_OUT_CODE = "40300"  # "Blocked due to STOP message"
-# 10007 unexpected error, 10008 request timeout, 10011 too many requests,
-# 40006 recipient's carrier down, 40011 rate limited by the carrier.
-TRANSIENT_CODES = frozenset({"10007", "10008", "10011", "40006", "40011"})
+# 10007 unexpected error, 10008 request timeout, 10011 too many requests; and the delivery
+# errors a message.finalized webhook carries that Telnyx says to retry after a delay: 40004
+# rejected by the destination for an unknown reason, 40006 recipient's carrier down, 40011
+# rate limited by the carrier.
+TRANSIENT_CODES = frozenset({"10007", "10008", "10011", "40004", "40006", "40011"})
 
 
 def messages_url(base_url: str) -> str:

@@ -14,7 +14,18 @@ from datetime import timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koinonia.config import get_settings
+from koinonia.delivery.repository import BACKOFF_SQL, RetryPolicy
 from koinonia.webhooks.schemas import DeliveryReport, ReportOutcome
+
+# Taken first in a batch's transaction, in its own statement: an advisory lock per provider id
+# (koinonia_lock_provider_ids: hash order), the same locks the dispatcher's write-back takes
+# before it reads (delivery.repository._LOCK_BATCH). Held until commit, so a write-back of one
+# of these ids either committed before _RECORD_REPORTS below takes its snapshot (the recipient
+# carries the id: the report is applied) or waits for this batch to commit (it then folds the
+# parked report in). One statement cannot do both: its snapshot is taken before any lock it
+# would wait for inside it.
+_LOCK_IDS = text("SELECT koinonia_lock_provider_ids(CAST(:ids AS varchar[]))")
 
 # One statement per batch of reports, one report per provider id (the caller keeps the winner
 # of several reports for one id: RANKS below), READ COMMITTED, one snapshot for all parts:
@@ -22,22 +33,28 @@ from koinonia.webhooks.schemas import DeliveryReport, ReportOutcome
 #            ranks higher (koinonia_status_rank: queued 0, sending 1, sent 2, final 3), so a late
 #            'sent' after 'delivered', or a duplicate, changes nothing. Concurrent reports for one
 #            recipient serialise on its row lock and Postgres re-checks the rank on the latest
-#            version, so the higher status always wins.
+#            version, so the higher status always wins. A temporary failure (retry) with
+#            attempts left puts the text back in the queue with backoff instead, and takes the
+#            provider id off the row: that id named the failed attempt, so later reports for it
+#            match no recipient (they park and expire) and cannot touch the next attempt.
+#   opted:   an opt-out code opts the member out, as the dispatcher does for the API's error.
 #   pending: ids no recipient carries yet (the carrier answered before the dispatcher wrote the
 #            send back, or an id we never sent): keep the report, upserted so the pending row
-#            holds the highest-ranked status seen.
+#            holds the highest-ranked status seen (with its retry / opt-out flags).
 #   known:   whether a recipient has the id: decides pending, and tells "stale" from "pending".
 # The ids come sorted and the pending upsert inserts in that order; the UPDATE locks recipients
-# in whatever order its join produces, so two batches (or a batch and a worker's write-back)
-# can deadlock: the writer retries a deadlocked batch whole (webhooks.batching). `IS NOT NULL`
-# lets every lookup use the partial unique index uq_message_recipients_provider_id.
+# in whatever order its join produces, so two batches can deadlock: the writer retries a
+# deadlocked batch whole (webhooks.batching). `IS NOT NULL` lets every lookup use the partial
+# unique index uq_message_recipients_provider_id.
 _RECORD_REPORTS = text(
-    """
+    f"""
 WITH input AS (
     SELECT *
     FROM unnest(CAST(:ids AS varchar[]), CAST(:statuses AS varchar[]),
-                CAST(:error_codes AS varchar[]), CAST(:error_texts AS text[]))
-         WITH ORDINALITY AS i(provider_message_id, status, error_code, error_text, n)
+                CAST(:error_codes AS varchar[]), CAST(:error_texts AS text[]),
+                CAST(:retries AS boolean[]), CAST(:opt_outs AS boolean[]))
+         WITH ORDINALITY AS i(provider_message_id, status, error_code, error_text, retry,
+                              opt_out, n)
 ),
 known AS (
     SELECT i.provider_message_id, EXISTS (
@@ -49,7 +66,13 @@ known AS (
 ),
 applied AS (
     UPDATE message_recipients AS r
-    SET status = i.status,
+    SET status = CASE WHEN i.retry AND r.attempts < :max_attempts THEN 'queued'
+                      ELSE i.status END,
+        provider_message_id = CASE WHEN i.retry AND r.attempts < :max_attempts THEN NULL
+                                   ELSE r.provider_message_id END,
+        next_attempt_at = CASE WHEN i.retry AND r.attempts < :max_attempts
+                               THEN now() + {BACKOFF_SQL.format(attempts="r.attempts")}
+                               ELSE r.next_attempt_at END,
         delivered_at = CASE WHEN i.status = 'delivered'
                             THEN coalesce(r.delivered_at, now()) ELSE r.delivered_at END,
         error_code = CASE WHEN i.status IN ('undelivered', 'failed')
@@ -61,11 +84,18 @@ applied AS (
     WHERE r.provider_message_id = i.provider_message_id
       AND r.provider_message_id IS NOT NULL
       AND koinonia_status_rank(i.status) > koinonia_status_rank(r.status)
-    RETURNING r.provider_message_id
+    RETURNING i.provider_message_id, r.member_id, i.opt_out
+),
+opted AS (
+    UPDATE members AS mem
+    SET consent = 'opted_out', consent_changed_at = now(), consent_source = 'carrier'
+    FROM applied AS a
+    WHERE a.opt_out AND mem.id = a.member_id AND mem.consent <> 'opted_out'
 ),
 pending AS (
-    INSERT INTO pending_status_reports AS p (provider_message_id, status, error_code, error_text)
-    SELECT i.provider_message_id, i.status, i.error_code, i.error_text
+    INSERT INTO pending_status_reports AS p
+        (provider_message_id, status, error_code, error_text, retry, opt_out)
+    SELECT i.provider_message_id, i.status, i.error_code, i.error_text, i.retry, i.opt_out
     FROM input AS i JOIN known AS k USING (provider_message_id)
     WHERE NOT k.known
     ORDER BY i.n
@@ -73,6 +103,8 @@ pending AS (
     SET status = EXCLUDED.status,
         error_code = EXCLUDED.error_code,
         error_text = EXCLUDED.error_text,
+        retry = EXCLUDED.retry,
+        opt_out = EXCLUDED.opt_out,
         received_at = now()
     WHERE koinonia_status_rank(EXCLUDED.status) > koinonia_status_rank(p.status)
 )
@@ -132,10 +164,12 @@ class DeliveryReportRepository:
         self.session = session
 
     async def record_delivery_reports(
-        self, reports: Sequence[DeliveryReport]
+        self, reports: Sequence[DeliveryReport], retry: RetryPolicy | None = None
     ) -> list[ReportOutcome]:
-        """Store reports in one statement, whatever their number: move each recipient forward,
-        or keep the report pending. Returns each report's outcome, in order.
+        """Store reports in two statements, whatever their number (lock their ids, then store):
+        move each recipient forward (or back to the queue: a temporary failure with attempts
+        left under `retry`, default the process settings), or keep the report pending. Returns
+        each report's outcome, in order.
 
         Several reports for one id: the highest-ranked (the first of equals) is stored, as if
         they had come one by one; the others are `stale` (superseded), or `pending` with it."""
@@ -147,14 +181,20 @@ class DeliveryReportRepository:
             if best is None or RANKS[report.status] > RANKS[best.status]:
                 winners[report.provider_message_id] = report
         chosen = [winners[i] for i in sorted(winners)]
+        ids = [r.provider_message_id for r in chosen]
+        policy = retry or RetryPolicy.from_settings(get_settings())
+        await self.session.execute(_LOCK_IDS, {"ids": ids})
         rows = (
             await self.session.execute(
                 _RECORD_REPORTS,
                 {
-                    "ids": [r.provider_message_id for r in chosen],
+                    "ids": ids,
                     "statuses": [r.status for r in chosen],
                     "error_codes": [r.error_code for r in chosen],
                     "error_texts": [r.error_text for r in chosen],
+                    "retries": [r.retry for r in chosen],
+                    "opt_outs": [r.opt_out for r in chosen],
+                    **policy.params(),
                 },
             )
         ).all()
