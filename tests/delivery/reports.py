@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -72,14 +73,18 @@ class Blockers:
         await conn.close()
         self.open.remove(conn)
 
-    async def lock_waiters(self) -> int:
-        """Backends of this database waiting for a lock (row, transaction or advisory)."""
+    async def lock_waiters(self, query: str = "", event: str = "") -> int:
+        """Backends of this database waiting for a lock, optionally only those running a
+        statement that contains `query`, or waiting for a lock of type `event` ('advisory',
+        'transactionid', 'tuple', ...)."""
         async with self.engine.connect() as conn:
             n = await conn.scalar(
                 text(
                     "SELECT count(*) FROM pg_stat_activity"
                     " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
+                    " AND strpos(query, :query) > 0 AND (:event = '' OR wait_event = :event)"
+                ),
+                {"query": query, "event": event},
             )
         return int(n or 0)
 
@@ -96,9 +101,11 @@ async def true(value: bool) -> bool:
     return value
 
 
-async def more(count: Awaitable[int], than: int) -> bool:
+async def more(count: Awaitable[int], than: int = 0) -> bool:
     return await count > than
 
 
-async def done_or_more(task: asyncio.Task[None], count: Awaitable[int], than: int) -> bool:
-    return task.done() or await count > than
+def deferred_reports() -> float:
+    """Reports the webhook writer has left for a later batch (their text was being written
+    back), as its metric counts them."""
+    return REGISTRY.get_sample_value("koinonia_status_reports_deferred_total") or 0.0

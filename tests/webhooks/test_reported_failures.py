@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fixtures.factories import Tenant, make_members
 from koinonia.config import get_settings
+from koinonia.webhooks.repository import DeliveryReportRepository
 
 Webhooks = Any  # conftest: posts signed provider webhooks
 WebhookDb = Any  # conftest: rows through SQL
@@ -136,3 +137,50 @@ async def test_opt_out_codes_in_status_callbacks_opt_the_member_out(
         ("failed", "40300"),
         ("failed", "30003"),
     ]
+
+
+async def test_a_temporary_failure_of_a_cancelled_message_is_final(
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, session: AsyncSession
+) -> None:
+    sent = await db.sent_message(tenant.church_id, 1)
+    await session.execute(
+        text("UPDATE messages SET status = 'cancelled' WHERE id = :m"), {"m": sent.message_id}
+    )
+    await session.commit()
+    (sid,) = sent.provider_ids
+    await webhooks.twilio_status(sid, "failed", ErrorCode="30001")
+    row = await db.recipient(sent.message_id)
+    assert (row.status, row.error_code, row.provider_message_id) == ("failed", "30001", sid)
+
+
+async def test_the_sweep_applies_parked_failures_like_the_webhook(
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, session: AsyncSession
+) -> None:
+    """A parked report the write-back did not fold in (the worker's periodic sweep is the
+    safety net) keeps its meaning: re-queue, or opt the member out."""
+    members = await make_members(session, tenant.church_id, 2)
+    sent = await db.sent_message(tenant.church_id, 2, with_provider_ids=False)
+    await webhooks.twilio_status("SMretry", "failed", ErrorCode="30022")
+    await webhooks.telnyx_status("tx-stop", "sending_failed", [{"code": 40300, "title": "STOP"}])
+    assert await db.pending_count() == 2
+    await session.execute(
+        text(
+            "UPDATE message_recipients r SET member_id = m.id, provider_message_id = m.p FROM"
+            " (SELECT unnest(CAST(:ids AS bigint[])) AS id,"
+            "  unnest(CAST(:pids AS varchar[])) AS p, generate_series(1, 2) AS n) m"
+            " WHERE r.message_id = :msg AND r.member_id = m.n"
+        ),
+        {"ids": members, "pids": ["SMretry", "tx-stop"], "msg": sent.message_id},
+    )
+    await session.commit()
+
+    moved = await DeliveryReportRepository(session).apply_matched_pending_reports()
+    await session.commit()
+    assert moved == 2
+    rows = [await db.recipient(sent.message_id, m) for m in members]
+    assert [(r.status, r.error_code, r.provider_message_id) for r in rows] == [
+        ("queued", "30022", None),
+        ("failed", "40300", "tx-stop"),
+    ]
+    assert [c[0] for c in await _members_consent(session, members)] == ["opted_in", "opted_out"]
+    assert await db.pending_count() == 0

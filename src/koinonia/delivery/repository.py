@@ -135,9 +135,10 @@ class RetryPolicy:
 # newer claim's state. A row requeued after lease expiry but not yet claimed again still
 # matches: recording its result then avoids a needless second send.
 # A delivery report that beat the write-back (pending_status_reports) is folded in here and
-# deleted: a final status, or, for a temporary failure (p.retry) with attempts left, back to
-# the queue with backoff and without the provider id (later reports for that attempt then
-# match no recipient); an opt-out code (p.opt_out) opts the member out like the API's error.
+# deleted: a final status, or, for a temporary failure (p.retry) with attempts left and the
+# message not cancelled, back to the queue with backoff and without the provider id (later
+# reports for that attempt then match no recipient); an opt-out code (p.opt_out) opts the
+# member out like the API's error.
 # The per-id locks of _LOCK_BATCH keep reports for these ids out while this runs; the DELETE
 # still removes only the version it folded in (`p.status = rec.seen`): a DELETE that meets a
 # row updated since its snapshot re-checks its conditions on the newest version, and the join
@@ -167,7 +168,10 @@ w AS (
            p.received_at AS p_received_at,
            v.outcome = 'sent' AND koinonia_status_rank(p.status) > 2 AS reported,
            v.outcome = 'sent' AND koinonia_status_rank(p.status) > 2 AND p.retry
-               AND v.attempts < :max_attempts AS requeue,
+               AND v.attempts < :max_attempts
+               AND NOT EXISTS (SELECT 1 FROM messages m
+                               WHERE m.id = v.message_id AND m.status = 'cancelled')
+               AS requeue,
            v.outcome = 'sent' AND koinonia_status_rank(p.status) > 2 AND p.opt_out
                AS reported_opt_out
     FROM v LEFT JOIN pending_status_reports p ON p.provider_message_id = v.provider_id
