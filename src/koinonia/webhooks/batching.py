@@ -1,10 +1,10 @@
 """Group commit for delivery reports: the reports of concurrent webhook requests share one
-statement and one transaction.
+transaction (two statements: lock their ids, store them).
 
 Each report was its own transaction: BEGIN, one statement, COMMIT (a WAL flush) per request,
 which at 1,000 reports/s made the database round trips and commits most of a report's cost.
 Now a request hands its report to `record()` and waits; one writer per process stores every
-report waiting at that moment in one `record_delivery_reports` statement in its own
+report waiting at that moment with one `record_delivery_reports` call in its own
 `job_session()`, commits, and only then answers each waiting request with its outcome. The
 provider is still acknowledged only after its report is stored (SPEC §6): a request returns
 after the commit that contains its report, or gets the error (a 500, so the provider retries).

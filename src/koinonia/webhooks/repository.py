@@ -2,8 +2,8 @@
 
 Webhooks are cross-church by nature: a delivery report names a provider message id, never a
 church, so these queries are keyed by provider id and named so (DESIGN §4). They load no ORM
-objects; a batch of reports is one statement. Counts in message_status_counts follow through the
-statement-level triggers on message_recipients.
+objects; a batch of reports is two statements (lock the ids, store). Counts in
+message_status_counts follow through the statement-level triggers on message_recipients.
 """
 
 from __future__ import annotations
@@ -128,10 +128,11 @@ FROM known AS k
 # Rank of each status a report can carry (koinonia_status_rank), to pick one report per id.
 RANKS = {"sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
 
-# Pending reports whose provider id a recipient now carries: applied (forward only) and removed,
-# in one statement. The dispatcher applies pending reports when it writes a send back; this is
-# the safety net for the one race a single statement cannot close (a report whose snapshot
-# predates the write-back's commit lands in pending just after the dispatcher looked there).
+# Pending reports whose provider id a recipient now carries: applied (forward only, with the
+# same re-queue and opt-out rules as a report stored directly) and removed, in one statement.
+# The dispatcher applies pending reports when it writes a send back, and the per-id locks make
+# sure it sees every report parked before it (see _LOCK_IDS); this periodic sweep is the safety
+# net for anything else (a write-back that failed after its send, a row fixed by hand).
 _APPLY_MATCHED = """
 WITH matched AS (
     DELETE FROM pending_status_reports AS p
