@@ -5,8 +5,10 @@ the batch size, so a worker runs the same handful of statements for 10 texts or 
 Cross-church by nature (workers serve every church), hence no `church_id` at construction.
 
 Lock order, the same for every writer, so concurrent workers cannot deadlock on each other:
-messages (by id) → recipients (disjoint between claims) → members → usage. Counts in
-message_status_counts follow from the statement-level triggers; nothing here touches them.
+messages (by id) → recipients (disjoint between claims) → members → usage. A write-back also
+takes advisory locks on the provider ids it records, right after its messages (hash order;
+delivery reports only try them: webhooks.repository). Counts in message_status_counts follow
+from the statement-level triggers; nothing here touches them.
 """
 
 from __future__ import annotations
