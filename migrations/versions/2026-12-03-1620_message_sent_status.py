@@ -7,7 +7,7 @@ the message became `sent` (the report wait counts from it); the partial index ke
 that completes messages to the few in `sent`.
 
 Revision ID: 4e8b2c7d1a90
-Revises: 7c3f5a9e2d14
+Revises: 4e8a1c2d9b37
 Create Date: 2026-12-03 16:20:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "4e8b2c7d1a90"
-down_revision: str | None = "7c3f5a9e2d14"
+down_revision: str | None = "4e8a1c2d9b37"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

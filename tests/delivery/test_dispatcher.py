@@ -301,6 +301,40 @@ async def test_member_who_opted_out_after_the_send_was_written_is_skipped(
     assert await _texts_used(committed_session, b.church.church_id) == 2
 
 
+async def test_a_retry_requeued_into_a_cancelled_message_is_never_sent(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    # A delivery report that re-queues a temporary failure can commit just as an admin cancels
+    # the message; the claim is what keeps the text from going out again.
+    b = await broadcast(2)
+    for stmt in (
+        "UPDATE message_recipients SET attempts = 1 WHERE message_id = :m",
+        "UPDATE messages SET status = 'cancelled' WHERE id = :m",
+    ):
+        await committed_session.execute(text(stmt), {"m": b.message_id})
+    await committed_session.commit()
+    dispatcher = Dispatcher(make_settings())
+    try:
+        result = await dispatcher.run_once()
+    finally:
+        await dispatcher.close()
+    assert (result.claimed, result.sent, result.skipped) == (2, 0, 2)
+    assert sent_phones(sandbox) == []
+    codes = (
+        await committed_session.execute(
+            text(
+                "SELECT DISTINCT status, error_code FROM message_recipients WHERE message_id = :m"
+            ),
+            {"m": b.message_id},
+        )
+    ).all()
+    assert [tuple(r) for r in codes] == [("skipped", "cancelled")]
+    assert await message_status(committed_session, b.message_id) == "cancelled"
+
+
 async def test_a_message_whose_every_recipient_opted_out_still_completes(
     broadcast: MakeBroadcast,
     make_settings: MakeSettings,

@@ -38,6 +38,7 @@ from koinonia.delivery.repository import (
     DeliveryRepository,
     Outcome,
     Recorded,
+    RetryPolicy,
 )
 from koinonia.kit import metrics
 from koinonia.kit.cache import invalidate_church
@@ -249,6 +250,7 @@ class Dispatcher:
                             lease=lease,
                             message_ids=message_ids,
                             skipped_unsent=skipped_unsent,
+                            retry=RetryPolicy.from_settings(self.settings),
                         )
                         await session.commit()
             except (DBAPIError, OSError, PoolTimeoutError) as exc:

@@ -13,8 +13,11 @@ one of these takes them in this order, so no two can wait on each other in a cyc
 recipient it belongs to, or that holds no recipient at all, so the two never form a cycle
 between themselves.)
 
-- write-back (`record_results`): messages FOR UPDATE in id order, then its recipients, the
-  members it opts out, the pending reports it folds in, usage.
+- write-back (`record_results`): messages FOR UPDATE in id order, then transaction-scoped
+  advisory locks on the provider ids it records (hash order), then its recipients, the members
+  it opts out, the pending reports it folds in, usage. Delivery reports only *try* those
+  advisory locks (webhooks.repository): a report whose text is being written back waits for the
+  next batch instead of reading a snapshot that misses the write-back.
 - lease sweep (`requeue_expired_leases`): messages with expired rows FOR UPDATE SKIP LOCKED in
   id order first, then their expired recipients (SKIP LOCKED); completing messages whose rows
   failed for good touches no usage. It never waits at all: a message a write-back holds is
@@ -43,6 +46,8 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koinonia.config import Settings, get_settings
+
 # Outcomes the dispatcher reports per claimed recipient. "released" = claimed but never handed
 # to the provider (shutdown, or no rate-limit slot within the lease): back to the queue without
 # spending an attempt.
@@ -61,10 +66,12 @@ WITH due AS (
 fate AS (
     -- A member who opted out (or was deleted) since the message was written is skipped here,
     -- never sent. System texts (opt-out confirmations, HELP, the unknown-sender reply) go to
-    -- the number whatever its consent: carriers require them.
+    -- the number whatever its consent: carriers require them. A row of a cancelled message
+    -- (a retry a delivery report re-queued while the admin cancelled) is never sent either.
     SELECT due.message_id, due.member_id, mem.id IS NULL AS deleted,
-           mem.first_name, mem.last_name,
-           (mem.consent = 'opted_in' OR msg.kind = 'system') IS TRUE AS sendable
+           msg.status = 'cancelled' AS cancelled, mem.first_name, mem.last_name,
+           (msg.status <> 'cancelled' AND (mem.consent = 'opted_in' OR msg.kind = 'system'))
+               IS TRUE AS sendable
     FROM due
     JOIN messages msg ON msg.id = due.message_id
     LEFT JOIN members mem ON mem.id = due.member_id AND mem.church_id = due.church_id
@@ -75,9 +82,10 @@ claimed AS (
         attempts = CASE WHEN f.sendable THEN r.attempts + 1 ELSE r.attempts END,
         lease_expires_at = CASE WHEN f.sendable THEN now() + make_interval(secs => :lease_s) END,
         next_attempt_at = CASE WHEN f.sendable THEN r.next_attempt_at END,
-        error_code = CASE WHEN f.sendable THEN r.error_code
+        error_code = CASE WHEN f.sendable THEN r.error_code WHEN f.cancelled THEN 'cancelled'
                           WHEN f.deleted THEN 'member_deleted' ELSE 'opted_out' END,
         error_text = CASE WHEN f.sendable THEN r.error_text
+                          WHEN f.cancelled THEN 'cancelled by an admin'
                           WHEN f.deleted THEN 'the member was deleted before sending'
                           ELSE 'the member opted out before sending' END,
         updated_at = now()
@@ -101,6 +109,53 @@ _LOCK_MESSAGES = text(
     "SELECT id FROM messages WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR UPDATE"
 )
 
+# The write-back's first statement: its messages as above, then (once they are held: the
+# function runs on the one row the count produces) an advisory lock per provider id it records
+# (koinonia_lock_provider_ids, hash order), the same locks a batch of delivery reports takes
+# before it reads (webhooks.repository). A report for one of these ids that is being stored now
+# commits before _RECORD takes its snapshot, so _RECORD folds it in; one that comes later waits
+# for this transaction and then finds the recipient carrying the id. Without them both sides
+# read snapshots that missed each other and a report could be lost (README, delivery reports).
+_LOCK_BATCH = text(
+    """
+WITH locked AS (
+    SELECT id FROM messages WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR UPDATE
+)
+SELECT koinonia_lock_provider_ids(CAST(:provider_ids AS varchar[]))
+FROM (SELECT count(*) FROM locked) AS m
+"""
+)
+
+# Backoff of a re-queued text in SQL, as the dispatcher's backoff_s (equal jitter): attempt n
+# waits between half and all of min(max, base * 2**(n-1)) seconds. `{attempts}` is the column
+# holding the attempts made so far.
+BACKOFF_SQL = (
+    "make_interval(secs => least(CAST(:retry_max_s AS float8), CAST(:retry_base_s AS float8)"
+    " * power(2, greatest(0, {attempts} - 1))) * (0.5 + random() / 2))"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When and how soon a temporary failure is tried again (settings: max_attempts,
+    retry_base_s, retry_max_s); the write-back and the status webhook use it in SQL."""
+
+    max_attempts: int
+    base_s: float
+    max_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(settings.max_attempts, settings.retry_base_s, settings.retry_max_s)
+
+    def params(self) -> dict[str, float | int]:
+        return {
+            "max_attempts": self.max_attempts,
+            "retry_base_s": float(self.base_s),
+            "retry_max_s": float(self.max_s),
+        }
+
+
 # Plan: the redundant `= ANY(...)` conditions on the primary key make the rows an index scan
 # the planner cannot miss (joined to unnest alone, it hashes a seq scan of the whole table),
 # and the lease travels as a column of v rather than as a constant, which looks selective
@@ -110,10 +165,18 @@ _LOCK_MESSAGES = text(
 # newer claim's state. A row requeued after lease expiry but not yet claimed again still
 # matches: recording its result then avoids a needless second send.
 # A delivery report that beat the write-back (pending_status_reports) is folded in here and
-# deleted; a report that lands in pending just after this snapshot is caught by the worker's
-# periodic sweep (koinonia.webhooks.repository.apply_matched_pending_reports).
+# deleted: a final status, or, for a temporary failure (p.retry) with attempts left and the
+# message not cancelled, back to the queue with backoff and without the provider id (later
+# reports for that attempt then match no recipient); an opt-out code (p.opt_out) opts the
+# member out like the API's error.
+# The per-id locks of _LOCK_BATCH keep reports for these ids out while this runs; the DELETE
+# still removes only the version it folded in (`p.status = rec.seen`): a DELETE that meets a
+# row updated since its snapshot re-checks its conditions on the newest version, and the join
+# on the id alone would delete a newer report that was never applied.
+# `prior`: whether the row's segments already reached usage (an earlier attempt was handed
+# over; sent_at survives a re-queue), so a re-sent text is counted once.
 _RECORD = text(
-    """
+    f"""
 WITH v AS (
     SELECT * FROM unnest(
         CAST(:message_ids AS bigint[]), CAST(:member_ids AS bigint[]),
@@ -124,46 +187,69 @@ WITH v AS (
     ) AS v(message_id, member_id, attempts, outcome, provider_id, error_code, error_text,
            delay_s, segments, opted_out, lease, refund)
 ),
+prior AS (
+    SELECT r.message_id, r.member_id, r.sent_at IS NOT NULL AS counted
+    FROM message_recipients r
+    WHERE r.message_id = ANY(CAST(:distinct_message_ids AS bigint[]))
+      AND r.member_id = ANY(CAST(:member_ids AS bigint[]))
+),
+w AS (
+    SELECT v.*, p.status AS seen, p.error_code AS p_error_code, p.error_text AS p_error_text,
+           p.received_at AS p_received_at,
+           v.outcome = 'sent' AND koinonia_status_rank(p.status) > 2 AS reported,
+           v.outcome = 'sent' AND koinonia_status_rank(p.status) > 2 AND p.retry
+               AND v.attempts < :max_attempts
+               AND NOT EXISTS (SELECT 1 FROM messages m
+                               WHERE m.id = v.message_id AND m.status = 'cancelled')
+               AS requeue,
+           v.outcome = 'sent' AND koinonia_status_rank(p.status) > 2 AND p.opt_out
+               AS reported_opt_out
+    FROM v LEFT JOIN pending_status_reports p ON p.provider_message_id = v.provider_id
+),
 rec AS (
     UPDATE message_recipients r
     SET status = CASE
-            WHEN v.outcome = 'released' THEN 'queued'
-            WHEN v.outcome = 'sent' AND koinonia_status_rank(p.status) > 2 THEN p.status
-            ELSE v.outcome END,
-        attempts = CASE WHEN v.outcome = 'released' THEN r.attempts - 1 ELSE r.attempts END,
-        provider_message_id = coalesce(v.provider_id, r.provider_message_id),
-        segments = CASE WHEN v.outcome = 'sent' THEN v.segments ELSE r.segments END,
-        sent_at = CASE WHEN v.outcome = 'sent' THEN now() ELSE r.sent_at END,
-        delivered_at = CASE WHEN v.outcome = 'sent' AND p.status = 'delivered'
-                            THEN p.received_at ELSE r.delivered_at END,
+            WHEN w.outcome = 'released' THEN 'queued'
+            WHEN w.requeue THEN 'queued'
+            WHEN w.reported THEN w.seen
+            ELSE w.outcome END,
+        attempts = CASE WHEN w.outcome = 'released' THEN r.attempts - 1 ELSE r.attempts END,
+        provider_message_id = CASE WHEN w.requeue THEN NULL
+                                   ELSE coalesce(w.provider_id, r.provider_message_id) END,
+        segments = CASE WHEN w.outcome = 'sent' THEN w.segments ELSE r.segments END,
+        sent_at = CASE WHEN w.outcome = 'sent' THEN now() ELSE r.sent_at END,
+        delivered_at = CASE WHEN w.outcome = 'sent' AND w.seen = 'delivered'
+                            THEN w.p_received_at ELSE r.delivered_at END,
         error_code = CASE
-            WHEN v.outcome = 'sent' THEN CASE WHEN p.status IN ('undelivered', 'failed')
-                                              THEN p.error_code END
-            WHEN v.outcome = 'released' THEN r.error_code
-            ELSE v.error_code END,
+            WHEN w.outcome = 'sent' THEN CASE WHEN w.seen IN ('undelivered', 'failed')
+                                              THEN w.p_error_code END
+            WHEN w.outcome = 'released' THEN r.error_code
+            ELSE w.error_code END,
         error_text = CASE
-            WHEN v.outcome = 'sent' THEN CASE WHEN p.status IN ('undelivered', 'failed')
-                                              THEN p.error_text END
-            WHEN v.outcome = 'released' THEN r.error_text
-            ELSE v.error_text END,
-        next_attempt_at = CASE WHEN v.outcome IN ('queued', 'released')
-                               THEN now() + make_interval(secs => v.delay_s) END,
+            WHEN w.outcome = 'sent' THEN CASE WHEN w.seen IN ('undelivered', 'failed')
+                                              THEN w.p_error_text END
+            WHEN w.outcome = 'released' THEN r.error_text
+            ELSE w.error_text END,
+        next_attempt_at = CASE WHEN w.outcome IN ('queued', 'released')
+                               THEN now() + make_interval(secs => w.delay_s)
+                               WHEN w.requeue
+                               THEN now() + {BACKOFF_SQL.format(attempts="w.attempts")} END,
         lease_expires_at = NULL,
         updated_at = now()
-    FROM v
-    LEFT JOIN pending_status_reports p ON p.provider_message_id = v.provider_id
+    FROM w
     WHERE r.message_id = ANY(CAST(:distinct_message_ids AS bigint[]))
       AND r.member_id = ANY(CAST(:member_ids AS bigint[]))
-      AND r.message_id = v.message_id AND r.member_id = v.member_id
-      AND r.attempts = v.attempts AND r.lease_expires_at = v.lease
+      AND r.message_id = w.message_id AND r.member_id = w.member_id
+      AND r.attempts = w.attempts AND r.lease_expires_at = w.lease
       AND r.status IN ('sending', 'queued')
-    RETURNING r.message_id, r.member_id, r.provider_message_id, v.outcome, v.segments,
-              v.opted_out, v.refund
+    RETURNING r.message_id, r.member_id, w.provider_id, w.seen, w.outcome, w.segments,
+              w.opted_out OR w.reported_opt_out AS opted_out, w.refund
 ),
 applied AS (
     DELETE FROM pending_status_reports p
     USING rec
-    WHERE rec.outcome = 'sent' AND p.provider_message_id = rec.provider_message_id
+    WHERE rec.outcome = 'sent' AND p.provider_message_id = rec.provider_id
+      AND p.status = rec.seen
 ),
 opted AS (
     UPDATE members mem
@@ -172,10 +258,11 @@ opted AS (
     WHERE rec.opted_out AND mem.id = rec.member_id AND mem.consent <> 'opted_out'
 )
 SELECT rec.message_id,
-       coalesce(sum(rec.segments) FILTER (WHERE rec.outcome = 'sent'), 0) AS segments,
+       coalesce(sum(rec.segments) FILTER (WHERE rec.outcome = 'sent' AND NOT pr.counted), 0)
+           AS segments,
        count(*) FILTER (WHERE rec.refund) AS refunded,
        count(*) AS recorded
-FROM rec
+FROM rec JOIN prior pr ON pr.message_id = rec.message_id AND pr.member_id = rec.member_id
 GROUP BY rec.message_id
 """
 )
@@ -209,7 +296,7 @@ usage_add AS (
     SET segments = u.segments + EXCLUDED.segments, texts = greatest(u.texts + EXCLUDED.texts, 0)
 )
 UPDATE messages m
-SET status = CASE WHEN m.status NOT IN ('queued', 'scheduled', 'sending', 'sent') THEN m.status
+SET status = CASE WHEN m.status = 'cancelled' THEN m.status
                   WHEN o.open THEN 'sending' WHEN o.awaiting THEN 'sent' ELSE 'completed' END,
     sent_at = CASE WHEN m.status IN ('queued', 'scheduled', 'sending') AND NOT o.open
                    THEN now() ELSE m.sent_at END,
@@ -380,6 +467,7 @@ class DeliveryRepository:
         lease: datetime | None,
         message_ids: Sequence[int],
         skipped_unsent: Sequence[int] = (),
+        retry: RetryPolicy | None = None,
     ) -> Recorded:
         """Write a batch back: three statements whatever its size (lock the messages, write
         every recipient + pending reports + opt-outs, then usage + message completion).
@@ -388,11 +476,17 @@ class DeliveryRepository:
         only skipped, so a message whose last recipients opted out still completes.
         `skipped_unsent` has a message id per row the claim skipped before any attempt: those
         texts go back to the quota. (Refunded here, not in the claim, so that claims never wait
-        on a church's usage row; a worker that dies in between under-refunds, never over.)"""
+        on a church's usage row; a worker that dies in between under-refunds, never over.)
+        `retry` re-queues texts whose parked delivery report is a temporary failure (default:
+        the process settings)."""
         ids = sorted(set(message_ids))
         if not ids:
             return Recorded(0, 0, [])
-        await self.session.execute(_LOCK_MESSAGES, {"ids": ids})
+        policy = retry or RetryPolicy.from_settings(get_settings())
+        await self.session.execute(
+            _LOCK_BATCH,
+            {"ids": ids, "provider_ids": [o.provider_id for o in outcomes if o.provider_id]},
+        )
         per_message: dict[int, int] = {}
         refunds = Counter(skipped_unsent)
         recorded = 0
@@ -413,6 +507,7 @@ class DeliveryRepository:
                     "leases": [lease] * len(outcomes),
                     "refunds": [o.refund for o in outcomes],
                     "distinct_message_ids": sorted({o.message_id for o in outcomes}),
+                    **policy.params(),
                 },
             )
             for row in rows:

@@ -37,6 +37,10 @@ HTTP_SECONDS = Histogram(
 CACHE = Counter("koinonia_cache_requests_total", "Cache lookups", ["name", "result"])
 SMS_SENT = Counter("koinonia_sms_send_total", "SMS send attempts", ["provider", "outcome"])
 WEBHOOKS = Counter("koinonia_webhooks_total", "Provider webhooks", ["provider", "kind", "outcome"])
+REPORTS_DEFERRED = Counter(
+    "koinonia_status_reports_deferred_total",
+    "Delivery reports left for a later batch because their text was being written back",
+)
 
 # Label children per (method, route, status): `labels()` validates and locks on every call, and
 # every request records one. The set is bounded by the routes, methods and statuses served.

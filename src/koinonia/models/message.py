@@ -5,6 +5,7 @@ from datetime import datetime
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -149,3 +150,6 @@ class PendingStatusReport(Base):
     error_code: Mapped[str | None] = mapped_column(String(32))
     error_text: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = created_at_column()
+    # The carrier's code says: a temporary failure (re-queue the text) / the member opted out.
+    retry: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    opt_out: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))

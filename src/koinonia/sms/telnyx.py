@@ -20,9 +20,11 @@ OPTED_OUT_CODE = "40300"  # "Blocked due to STOP message"
 # The most parts one SMS may take (1,530 GSM-7 or 670 UCS-2 characters); beyond it Telnyx
 # answers 40302 "Message too large" unless the messaging profile auto-chunks long messages.
 MAX_PARTS = 10
-# 10007 unexpected error, 10008 request timeout, 10011 too many requests,
-# 40006 recipient's carrier down, 40011 rate limited by the carrier.
-TRANSIENT_CODES = frozenset({"10007", "10008", "10011", "40006", "40011"})
+# 10007 unexpected error, 10008 request timeout, 10011 too many requests; and the delivery
+# errors a message.finalized webhook carries that Telnyx says to retry after a delay: 40004
+# rejected by the destination for an unknown reason, 40006 recipient's carrier down, 40011
+# rate limited by the carrier.
+TRANSIENT_CODES = frozenset({"10007", "10008", "10011", "40004", "40006", "40011"})
 
 
 def messages_url(base_url: str) -> str:

@@ -1,10 +1,10 @@
 """Group commit for delivery reports: the reports of concurrent webhook requests share one
-statement and one transaction.
+transaction (two statements: lock their ids, store them).
 
 Each report was its own transaction: BEGIN, one statement, COMMIT (a WAL flush) per request,
 which at 1,000 reports/s made the database round trips and commits most of a report's cost.
 Now a request hands its report to `record()` and waits; one writer per process stores every
-report waiting at that moment in one `record_delivery_reports` statement in its own
+report waiting at that moment with one `record_delivery_reports` call in its own
 `job_session()`, commits, and only then answers each waiting request with its outcome. The
 provider is still acknowledged only after its report is stored (SPEC §6): a request returns
 after the commit that contains its report, or gets the error (a 500, so the provider retries).
@@ -13,6 +13,9 @@ No report waits for a timer: an idle writer takes the first report at once; whil
 being written the next reports gather and go together in the next one (at most MAX_BATCH).
 A batch that fails is retried report by report, so one bad report fails only its own request;
 a deadlock or serialisation failure against another writer is retried as a whole first.
+A report whose text the dispatcher is writing back at that moment is left out of the batch
+(webhooks.repository._LOCK_IDS) and goes in the next one: it waits for that write-back, the
+other reports do not.
 """
 
 from __future__ import annotations
@@ -26,10 +29,14 @@ from sqlalchemy.exc import DBAPIError
 from koinonia.db import observe
 from koinonia.db.session import job_session
 from koinonia.kit.logging import log
+from koinonia.kit.metrics import REPORTS_DEFERRED
 from koinonia.webhooks.repository import DeliveryReportRepository
 from koinonia.webhooks.schemas import DeliveryReport, ReportOutcome
 
 MAX_BATCH = 1000
+# How long reports wait before they are tried again when every one of them was left out of a
+# batch because the dispatcher was writing their texts back (a write-back takes milliseconds).
+DEFERRED_PAUSE_S = 0.01
 _RETRYABLE = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
 _ATTEMPTS = 3
 
@@ -59,6 +66,7 @@ class ReportWriter:
         while self._waiting:
             batch = self._waiting[: self.max_batch]
             del self._waiting[: self.max_batch]
+            deferred: list[_Waiting] = []
             try:
                 outcomes = await _store([report for report, _ in batch])
             except Exception as exc:
@@ -68,7 +76,7 @@ class ReportWriter:
                 log.warning("status_report_batch_failed", reports=len(batch), error=repr(exc))
                 for one in batch:
                     try:
-                        _resolve([one], await _store([one[0]]))
+                        deferred += _resolve([one], await _store([one[0]]))
                     except Exception as one_exc:
                         _fail([one], one_exc)
             except BaseException:  # cancelled (shutdown): no answer will come, say so
@@ -77,10 +85,17 @@ class ReportWriter:
                 self._waiting.clear()
                 raise
             else:
-                _resolve(batch, outcomes)
+                deferred = _resolve(batch, outcomes)
+            if deferred:
+                # Their texts are being written back: first in line for the next batch, after a
+                # pause when nothing else could be stored (the write-back commits shortly).
+                self._waiting[:0] = deferred
+                REPORTS_DEFERRED.inc(len(deferred))
+                if len(deferred) == len(batch):
+                    await asyncio.sleep(DEFERRED_PAUSE_S)
 
 
-async def _store(batch: Sequence[DeliveryReport]) -> list[ReportOutcome]:
+async def _store(batch: Sequence[DeliveryReport]) -> list[ReportOutcome | None]:
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             with observe.track("webhooks.status_reports"):
@@ -96,10 +111,18 @@ async def _store(batch: Sequence[DeliveryReport]) -> list[ReportOutcome]:
     raise AssertionError("unreachable")
 
 
-def _resolve(batch: Sequence[_Waiting], outcomes: Sequence[ReportOutcome]) -> None:
-    for (_, future), outcome in zip(batch, outcomes, strict=True):
-        if not future.done():  # the request may have been cancelled (client went away)
+def _resolve(batch: Sequence[_Waiting], outcomes: Sequence[ReportOutcome | None]) -> list[_Waiting]:
+    """Answer each stored report; returns those left out (their id was being written back)."""
+    deferred: list[_Waiting] = []
+    for waiting, outcome in zip(batch, outcomes, strict=True):
+        future = waiting[1]
+        if future.done():  # the request was cancelled (client went away)
+            continue
+        if outcome is None:
+            deferred.append(waiting)
+        else:
             future.set_result(outcome)
+    return deferred
 
 
 def _fail(batch: Sequence[_Waiting], exc: BaseException) -> None:

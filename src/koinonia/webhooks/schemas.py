@@ -31,6 +31,10 @@ class DeliveryReport:
     status: ReportedStatus
     error_code: str | None = None  # only for undelivered / failed
     error_text: str | None = None
+    # From the provider's error code (undelivered / failed only): a temporary failure worth
+    # another attempt (the adapters' TRANSIENT_CODES), or the member unsubscribed (opt-out).
+    retry: bool = False
+    opt_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ from koinonia.conversations.inbound import handle_inbound_text
 from koinonia.kit.errors import BadRequest, Forbidden
 from koinonia.kit.logging import log
 from koinonia.kit.metrics import WEBHOOKS
+from koinonia.sms import telnyx as telnyx_adapter
+from koinonia.sms import twilio as twilio_adapter
 from koinonia.sms.signatures import verify_telnyx, verify_twilio
 from koinonia.webhooks import batching
 from koinonia.webhooks.schemas import (
@@ -197,12 +199,15 @@ def twilio_delivery_report(params: Mapping[str, str]) -> DeliveryReport | None:
     if status is None:
         return None
     if status in ("undelivered", "failed"):
+        code = _clip(params.get("ErrorCode"), ERROR_CODE_MAX)
         return DeliveryReport(
             "twilio",
             sid,
             status,
-            _clip(params.get("ErrorCode"), ERROR_CODE_MAX),
+            code,
             _clip(params.get("ErrorMessage"), ERROR_TEXT_MAX),
+            retry=code is not None and code in twilio_adapter.TRANSIENT_CODES,
+            opt_out=code == twilio_adapter.OPTED_OUT_CODE,
         )
     return DeliveryReport("twilio", sid, status)
 
@@ -283,7 +288,15 @@ def telnyx_delivery_report(payload: Mapping[str, Any]) -> DeliveryReport | None:
         return None
     if status in ("undelivered", "failed"):
         code, text = _telnyx_error(payload.get("errors"))
-        return DeliveryReport("telnyx", message_id, status, code, text)
+        return DeliveryReport(
+            "telnyx",
+            message_id,
+            status,
+            code,
+            text,
+            retry=code is not None and code in telnyx_adapter.TRANSIENT_CODES,
+            opt_out=code == telnyx_adapter.OPTED_OUT_CODE,
+        )
     return DeliveryReport("telnyx", message_id, status)
 
 
