@@ -7,8 +7,9 @@ from fastapi import APIRouter, Query
 from koinonia.auth.deps import Auth, DbSession
 from koinonia.billing import service
 from koinonia.billing.schemas import BillingPlanOut, UsageOut
+from koinonia.kit.openapi import AUTHENTICATED
 
-router = APIRouter(prefix="/billing", tags=["billing"])
+router = APIRouter(prefix="/billing", tags=["billing"], responses=AUTHENTICATED)
 
 
 @router.get("/plan", response_model=BillingPlanOut)
