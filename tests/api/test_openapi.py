@@ -15,6 +15,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from fixtures.factories import Tenant
+
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 ERROR_REF = "#/components/schemas/ErrorOut"
 
@@ -114,3 +116,130 @@ async def test_the_docs_page_renders_the_document(client: httpx.AsyncClient) -> 
     assert r.status_code == 200 and "/openapi.json" in r.text
     r = await client.get("/openapi.json")
     assert r.status_code == 200 and "ErrorOut" in r.json()["components"]["schemas"]
+
+
+# --- Request bodies take exactly the JSON types the document gives --------------------------
+
+# One value of each JSON type (True is the boolean, 1.5 the only non-integer number).
+PROBES: list[tuple[str, object]] = [
+    ("boolean", True),
+    ("integer", 0),
+    ("integer", 1700000000),
+    ("number", 1.5),
+    ("string", "1"),
+    ("string", "true"),
+    ("array", []),
+    ("object", {}),
+]
+
+
+def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _types(document: dict[str, Any], schema: dict[str, Any]) -> set[str]:
+    """The JSON types a schema admits (integer admitted wherever number is)."""
+    schema = _resolve(document, schema)
+    if "anyOf" in schema:
+        return set().union(*(_types(document, s) for s in schema["anyOf"]))
+    if "enum" in schema or "const" in schema:
+        values = schema.get("enum", [schema.get("const")])
+        return {"string" if isinstance(v, str) else "other" for v in values}
+    kind = schema.get("type")
+    kinds = set(kind) if isinstance(kind, list) else {kind} if kind else {"any"}
+    return kinds | ({"integer"} if "number" in kinds else set())
+
+
+def _fields(document: dict[str, Any], schema: dict[str, Any], prefix: str) -> list[tuple]:
+    """(dotted name, schema) of every property, nested objects and array items included."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    schema = _resolve(document, schema)
+    for name, prop in schema.get("properties", {}).items():
+        dotted = f"{prefix}{name}"
+        out.append((dotted, prop))
+        for option in [prop, *prop.get("anyOf", [])]:
+            option = _resolve(document, option)
+            if option.get("type") == "object" and "properties" in option:
+                out.extend(_fields(document, option, f"{dotted}."))
+            if option.get("type") == "array" and "items" in option:
+                out.append((f"{dotted}.0", option["items"]))
+    return out
+
+
+def _body_at(dotted: str, value: object) -> object:
+    """{"target": {"ids": [value]}} for "target.ids.0"."""
+    for part in reversed(dotted.split(".")):
+        value = [value] if part == "0" else {part: value}
+    return value
+
+
+def _json_operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    out = []
+    for method, path, operation in _operations(document):
+        content = operation.get("requestBody", {}).get("content", {})
+        if "application/json" in content and not path.startswith("/api/v1/webhooks/"):
+            out.append((method, path, content["application/json"]["schema"]))
+    return out
+
+
+async def test_a_body_value_of_another_json_type_is_422_on_its_field(
+    client: httpx.AsyncClient, tenant: Tenant, document: dict[str, Any]
+) -> None:
+    # Lax pydantic took `"dry_run": 0` as false, `"1"` or `true` as an integer, a number of
+    # seconds as `scheduled_at`: none of them what the document allows.
+    operations = _json_operations(document)
+    assert len(operations) > 15
+    accepted = []
+    for method, path, schema in operations:
+        url = _url(path)
+        for dotted, prop in _fields(document, schema, ""):
+            allowed = _types(document, prop)
+            if "any" in allowed:
+                continue
+            for kind, value in PROBES:
+                if kind in allowed or (kind == "integer" and "number" in allowed):
+                    continue
+                r = await client.request(
+                    method, url, json=_body_at(dotted, value), headers=tenant.headers
+                )
+                fields = r.json().get("fields", {}) if r.status_code == 422 else {}
+                if dotted not in fields:
+                    accepted.append((method, path, dotted, value, r.status_code))
+    assert accepted == []
+
+
+# --- Formats ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "shown"),
+    [
+        ("21:00", "08:00", ("21:00", "08:00")),
+        ("21:30:00", "7:05", ("21:30", "07:05")),
+    ],
+)
+async def test_quiet_hours_are_taken_and_shown_as_hh_mm(
+    client: httpx.AsyncClient, tenant: Tenant, start: str, end: str, shown: tuple[str, str]
+) -> None:
+    body = {"quiet_hours_start": start, "quiet_hours_end": end}
+    r = await client.patch("/api/v1/church", json=body, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    assert (r.json()["quiet_hours_start"], r.json()["quiet_hours_end"]) == shown
+    r = await client.get("/api/v1/church", headers=tenant.headers)
+    assert (r.json()["quiet_hours_start"], r.json()["quiet_hours_end"]) == shown
+
+
+@pytest.mark.parametrize(
+    "start",
+    ["21:00+05:00", "21:00Z", "21:00:00.123456", "21:00:30", "24:00", "9", "", 2100],
+)
+async def test_quiet_hours_with_an_offset_or_below_the_minute_are_422(
+    client: httpx.AsyncClient, tenant: Tenant, start: object
+) -> None:
+    # An offset was dropped silently and microseconds came back in the answer.
+    body = {"quiet_hours_start": start, "quiet_hours_end": "08:00"}
+    r = await client.patch("/api/v1/church", json=body, headers=tenant.headers)
+    assert r.status_code == 422, r.text
+    assert "quiet_hours_start" in r.json()["fields"]
