@@ -9,6 +9,7 @@ months in the formats the document gives.
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ import pytest
 from fastapi import FastAPI
 
 from fixtures.factories import Tenant
+from koinonia.billing.service import month_text
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 ERROR_REF = "#/components/schemas/ErrorOut"
@@ -243,3 +245,27 @@ async def test_quiet_hours_with_an_offset_or_below_the_minute_are_422(
     r = await client.patch("/api/v1/church", json=body, headers=tenant.headers)
     assert r.status_code == 422, r.text
     assert "quiet_hours_start" in r.json()["fields"]
+
+
+@pytest.mark.parametrize(
+    "month", ["0001-01", "1969-12", "2026-13", "2026-00", "2026-1", "10000-01"]
+)
+async def test_a_billing_month_outside_1970_01_to_9999_12_is_422(
+    client: httpx.AsyncClient, tenant: Tenant, month: str
+) -> None:
+    # 0001-01 used to answer 200 with month "1-01".
+    r = await client.get("/api/v1/billing/usage", params={"month": month}, headers=tenant.headers)
+    assert r.status_code == 422 and "month" in r.json()["fields"]
+
+
+@pytest.mark.parametrize("month", ["1970-01", "2026-11", "9999-12"])
+async def test_a_billing_month_is_answered_as_yyyy_mm(
+    client: httpx.AsyncClient, tenant: Tenant, month: str
+) -> None:
+    r = await client.get("/api/v1/billing/usage", params={"month": month}, headers=tenant.headers)
+    assert r.status_code == 200 and r.json()["month"] == month
+
+
+def test_a_month_is_written_with_four_year_digits() -> None:
+    assert month_text(date(1, 1, 1)) == "0001-01"
+    assert month_text(date(2026, 12, 1)) == "2026-12"
