@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from koinonia.config import Settings, get_settings
 from koinonia.db import engine as db_engine
 from koinonia.db.migrate import migrate
+from koinonia.kit import openapi
 from koinonia.kit.errors import (
     DatabaseUnavailable,
     InternalError,
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, *, manage_engine: bool = True) 
     for router in _routers():
         app.include_router(router, prefix=API_PREFIX)
     _install_error_handlers(app)
+    openapi.install(app)
     app.add_middleware(
         RequestPipeline,
         limit=settings.max_requests_in_flight,

@@ -21,7 +21,7 @@ async def test_get_and_patch_church(client: httpx.AsyncClient, tenant: Tenant) -
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["name"] == "New Name" and body["conversation_mode"] == "inbox"
-    assert body["quiet_hours_start"] == "21:00:00" and body["sms_number"] == "+12025550199"
+    assert body["quiet_hours_start"] == "21:00" and body["sms_number"] == "+12025550199"
 
 
 async def test_patch_church_validation(client: httpx.AsyncClient, tenant: Tenant) -> None:

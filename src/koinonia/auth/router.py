@@ -8,17 +8,32 @@ from fastapi.security import HTTPAuthorizationCredentials
 from koinonia.auth import service
 from koinonia.auth.deps import Auth, DbSession, SettingsDep, bearer, bearer_token
 from koinonia.auth.schemas import LoginIn, MeOut, RefreshIn, RegisterIn, TokenPair
+from koinonia.kit.openapi import AUTHENTICATED, errors
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=TokenPair)
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TokenPair,
+    responses=errors({409: "The email, or the SMS number, belongs to an account already."}),
+)
 async def register(data: RegisterIn, session: DbSession, settings: SettingsDep) -> TokenPair:
     """Create a church (14-day trial, starter limits) and its PRIMARY admin; logs them in."""
     return await service.register(session, settings, data)
 
 
-@router.post("/login", response_model=TokenPair)
+@router.post(
+    "/login",
+    response_model=TokenPair,
+    responses=errors(
+        {
+            401: "Wrong email or password (`invalid_credentials`).",
+            429: "Too many failed logins for this email; try again later (`rate_limited`).",
+        }
+    ),
+)
 async def login(
     data: LoginIn, request: Request, session: DbSession, settings: SettingsDep
 ) -> TokenPair:
@@ -28,7 +43,16 @@ async def login(
     return await service.login(session, settings, data, address=address)
 
 
-@router.post("/refresh", response_model=TokenPair)
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    responses=errors(
+        {
+            401: "Not a valid refresh token, its session ended (`session_revoked`), or it was"
+            " spent already (`refresh_token_reused`: the whole login is revoked)."
+        }
+    ),
+)
 async def refresh(
     session: DbSession,
     settings: SettingsDep,
@@ -45,13 +69,13 @@ async def refresh(
         raise
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=AUTHENTICATED)
 async def logout(auth: Auth, session: DbSession) -> None:
     """Revoke this login: its access and refresh tokens stop working at once."""
     await service.logout(session, auth.session_id)
 
 
-@router.get("/me", response_model=MeOut)
+@router.get("/me", response_model=MeOut, responses=AUTHENTICATED)
 async def me(auth: Auth) -> MeOut:
     return MeOut(
         admin_id=auth.admin_id,

@@ -7,8 +7,10 @@ from fastapi import APIRouter, Query
 from koinonia.auth.deps import Auth, DbSession
 from koinonia.billing import service
 from koinonia.billing.schemas import BillingPlanOut, UsageOut
+from koinonia.billing.service import MONTH_PATTERN
+from koinonia.kit.openapi import AUTHENTICATED
 
-router = APIRouter(prefix="/billing", tags=["billing"])
+router = APIRouter(prefix="/billing", tags=["billing"], responses=AUTHENTICATED)
 
 
 @router.get("/plan", response_model=BillingPlanOut)
@@ -33,7 +35,11 @@ async def billing_usage(
     session: DbSession,
     month: Annotated[
         str | None,
-        Query(max_length=7, description="YYYY-MM (UTC calendar month); default: this month."),
+        Query(
+            max_length=7,
+            description="YYYY-MM (UTC calendar month, 1970-01 to 9999-12); default: this month.",
+            json_schema_extra={"pattern": MONTH_PATTERN},
+        ),
     ] = None,
 ) -> UsageOut:
     """Texts (one per recipient of a message created that month) and SMS segments of a

@@ -7,6 +7,7 @@ from pydantic import Field
 from koinonia.kit.schemas import Out
 
 UNLIMITED = "null = unlimited."
+MONTH_OUT = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 
 
 class PlanLimits(Out):
@@ -41,13 +42,15 @@ class BillingPlanOut(Out):
     price_usd: int = Field(description="Monthly price of `plan`.")
     status: str = Field(description="Subscription status: trial, active, past_due, cancelled.")
     trial_ends_at: datetime | None
-    month: str = Field(description="The billing month (UTC calendar month), YYYY-MM.")
+    month: str = Field(
+        description="The billing month (UTC calendar month), YYYY-MM.", pattern=MONTH_OUT
+    )
     limits: PlanLimits
     usage: PlanUsage
     remaining: PlanRemaining = Field(description="max(limit - usage, 0) for each limit.")
 
 
 class UsageOut(Out):
-    month: str = Field(description="YYYY-MM (UTC calendar month).")
+    month: str = Field(description="YYYY-MM (UTC calendar month).", pattern=MONTH_OUT)
     texts: int = Field(description="One per recipient of the month's messages.")
     segments: int = Field(description="SMS segments handed to the carrier for them.")

@@ -18,15 +18,24 @@ from koinonia.billing.schemas import (
 from koinonia.kit.errors import ValidationFailed
 from koinonia.messages.service import billing_month
 
-_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+# Years 1970-9999, as the API's other times (kit.schemas); the document states the pattern.
+MONTH_PATTERN = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"
+_MONTH = re.compile(MONTH_PATTERN)
 
 
 def parse_month(value: str) -> date:
     """`YYYY-MM` → the month's first day; ValidationFailed (422, field `month`) otherwise."""
     match = _MONTH.fullmatch(value)
-    if match is None or not 1 <= int(match[2]) <= 12 or int(match[1]) < 1:
-        raise ValidationFailed.field("month", "expected a month as YYYY-MM, e.g. 2026-11")
+    if match is None:
+        raise ValidationFailed.field(
+            "month", "expected a month as YYYY-MM from 1970-01 to 9999-12, e.g. 2026-11"
+        )
     return date(int(match[1]), int(match[2]), 1)
+
+
+def month_text(month: date) -> str:
+    """YYYY-MM, the year zero-padded (`%Y` writes year 1 as `1` on glibc)."""
+    return f"{month.year:04d}-{month.month:02d}"
 
 
 def _remaining(limit: int | None, used: int) -> int | None:
@@ -43,7 +52,7 @@ async def plan(session: AsyncSession, auth: AuthContext) -> BillingPlanOut:
         price_usd=PLANS[auth.plan_name].price_usd,
         status=auth.subscription_status,
         trial_ends_at=auth.trial_ends_at,
-        month=f"{month:%Y-%m}",
+        month=month_text(month),
         limits=PlanLimits(
             branches=limits.branches,
             members=limits.members,
@@ -71,4 +80,4 @@ async def plan(session: AsyncSession, auth: AuthContext) -> BillingPlanOut:
 async def usage(session: AsyncSession, auth: AuthContext, month: str | None) -> UsageOut:
     first_day = parse_month(month) if month is not None else billing_month()
     row = await BillingRepository(session, church_id=auth.church_id).month_usage(first_day)
-    return UsageOut(month=f"{first_day:%Y-%m}", texts=row.texts, segments=row.segments)
+    return UsageOut(month=month_text(first_day), texts=row.texts, segments=row.segments)

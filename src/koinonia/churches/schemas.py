@@ -1,11 +1,22 @@
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import EmailStr, Field, StringConstraints, model_validator
 
-from koinonia.kit.schemas import In, Name, OptionalName, Out, Phone, TimeZone, Title, not_null
+from koinonia.kit.schemas import (
+    ClockTime,
+    ClockTimeOut,
+    In,
+    Name,
+    OptionalName,
+    Out,
+    Phone,
+    TimeZone,
+    Title,
+    not_null,
+)
 
 
 class ChurchOut(Out):
@@ -19,8 +30,8 @@ class ChurchOut(Out):
     subscription_status: str
     trial_ends_at: datetime | None
     conversation_mode: str
-    quiet_hours_start: time | None
-    quiet_hours_end: time | None
+    quiet_hours_start: ClockTimeOut | None = Field(description="Church-local HH:MM.")
+    quiet_hours_end: ClockTimeOut | None = Field(description="Church-local HH:MM.")
     unknown_sender_reply: str | None
     created_at: datetime
 
@@ -36,10 +47,14 @@ class ChurchPatch(In):
         description="group_chat: inbound texts are relayed to every other member and replies go "
         "to all; inbox: nothing is relayed and a reply goes to that member only.",
     )
-    quiet_hours_start: time | None = Field(
-        None, description="Church-local time quiet hours begin (e.g. 21:00); null disables."
+    quiet_hours_start: ClockTime | None = Field(
+        None,
+        description="Church-local time quiet hours begin, HH:MM (e.g. 21:00; `:00` seconds are "
+        "accepted, a UTC offset is not); null disables.",
     )
-    quiet_hours_end: time | None = Field(None, description="Church-local time they end (08:00).")
+    quiet_hours_end: ClockTime | None = Field(
+        None, description="Church-local time they end, HH:MM (08:00)."
+    )
     unknown_sender_reply: Annotated[str, StringConstraints(max_length=480)] | None = None
 
     _not_null = not_null("name", "contact_email", "timezone", "sms_provider", "conversation_mode")

@@ -14,10 +14,13 @@ from koinonia.conversations.schemas import (
     ReplyOut,
     ThreadMessageOut,
 )
+from koinonia.kit.openapi import AUTHENTICATED, errors, not_found
 from koinonia.kit.pagination import DEFAULT_LIMIT, Page
 from koinonia.kit.params import Cursor, Id, Limit
 
-router = APIRouter(prefix="/conversations", tags=["conversations"])
+router = APIRouter(prefix="/conversations", tags=["conversations"], responses=AUTHENTICATED)
+
+NOT_FOUND = not_found("conversation")
 
 StatusFilter = Annotated[ConversationStatus | None, Query(description="Only this status.")]
 UnreadOnly = Annotated[bool, Query(description="Only conversations with unread texts.")]
@@ -41,13 +44,13 @@ async def list_conversations(
     return Page(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{conversation_id}", response_model=ConversationOut)
+@router.get("/{conversation_id}", response_model=ConversationOut, responses=NOT_FOUND)
 async def get_conversation(conversation_id: Id, auth: Auth, session: DbSession) -> ConversationOut:
     """One conversation, as in the list."""
     return await service.get_conversation(session, auth, conversation_id)
 
 
-@router.patch("/{conversation_id}", response_model=ConversationOut)
+@router.patch("/{conversation_id}", response_model=ConversationOut, responses=NOT_FOUND)
 async def update_conversation(
     conversation_id: Id, data: ConversationPatch, auth: Auth, session: DbSession
 ) -> ConversationOut:
@@ -56,7 +59,9 @@ async def update_conversation(
     return await service.update_conversation(session, auth, conversation_id, data)
 
 
-@router.get("/{conversation_id}/messages", response_model=Page[ThreadMessageOut])
+@router.get(
+    "/{conversation_id}/messages", response_model=Page[ThreadMessageOut], responses=NOT_FOUND
+)
 async def list_thread(
     conversation_id: Id,
     auth: Auth,
@@ -74,7 +79,19 @@ async def list_thread(
 
 
 @router.post(
-    "/{conversation_id}/reply", status_code=status.HTTP_202_ACCEPTED, response_model=ReplyOut
+    "/{conversation_id}/reply",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ReplyOut,
+    responses={
+        **NOT_FOUND,
+        **errors(
+            {
+                402: "The month's texts would exceed the plan (`plan_limit_reached`).",
+                409: "Inbox mode and the member opted out (`member_opted_out`), or the church"
+                " has no SMS number.",
+            }
+        ),
+    },
 )
 async def reply(conversation_id: Id, data: ReplyIn, auth: Auth, session: DbSession) -> ReplyOut:
     """Reply, sent by the workers like any message (durable, tracked per recipient).

@@ -15,12 +15,19 @@ from koinonia.groups.schemas import (
     GroupOut,
     GroupPatch,
 )
+from koinonia.kit.openapi import AUTHENTICATED, errors, not_found
 from koinonia.kit.pagination import DEFAULT_LIMIT, Page
 from koinonia.kit.params import Cursor, Id, Limit
 from koinonia.members import importer
 from koinonia.members.schemas import ImportResult, ImportRowError
 
-router = APIRouter(prefix="/groups", tags=["groups"])
+router = APIRouter(prefix="/groups", tags=["groups"], responses=AUTHENTICATED)
+
+NOT_FOUND = not_found("group")
+FULL_BRANCH = errors(
+    {402: "The branch has as many groups as the plan allows (`plan_limit_reached`)."}
+)
+NAME_TAKEN = errors({409: "The branch has a group with this name (`conflict`)."})
 
 
 @router.get("", response_model=Page[GroupOut])
@@ -40,20 +47,27 @@ async def list_groups(
     return Page(items=items, next_cursor=next_cursor)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=GroupOut)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=GroupOut,
+    responses={**FULL_BRANCH, **NAME_TAKEN},
+)
 async def create_group(data: GroupIn, auth: Auth, session: DbSession) -> GroupOut:
     """Creates a group in a branch. 422 on `branch_id` when the branch is not this church's;
     402 when the branch already has 30 groups; 409 when the branch has a group with this name."""
     return await service.create_group(session, auth, data)
 
 
-@router.get("/{group_id}", response_model=GroupOut)
+@router.get("/{group_id}", response_model=GroupOut, responses=NOT_FOUND)
 async def get_group(group_id: Id, auth: Auth, session: DbSession) -> GroupOut:
     """One group with its member count."""
     return await service.get_group(session, auth, group_id)
 
 
-@router.patch("/{group_id}", response_model=GroupOut)
+@router.patch(
+    "/{group_id}", response_model=GroupOut, responses={**NOT_FOUND, **FULL_BRANCH, **NAME_TAKEN}
+)
 async def update_group(group_id: Id, data: GroupPatch, auth: Auth, session: DbSession) -> GroupOut:
     """Changes the given fields (an empty body changes nothing). A new `branch_id` moves the
     group: 422 when that branch is not this church's, 402 when it has 30 groups already;
@@ -61,13 +75,13 @@ async def update_group(group_id: Id, data: GroupPatch, auth: Auth, session: DbSe
     return await service.update_group(session, auth, group_id, data)
 
 
-@router.delete("/{group_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{group_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
 async def delete_group(group_id: Id, auth: Auth, session: DbSession) -> None:
     """Deletes the group and its memberships; the members stay in the church."""
     await service.delete_group(session, auth, group_id)
 
 
-@router.get("/{group_id}/members", response_model=Page[GroupMemberOut])
+@router.get("/{group_id}/members", response_model=Page[GroupMemberOut], responses=NOT_FOUND)
 async def list_group_members(
     group_id: Id,
     auth: Auth,
@@ -82,7 +96,14 @@ async def list_group_members(
     return Page(items=items, next_cursor=next_cursor)
 
 
-@router.post("/{group_id}/members", response_model=GroupMembersAdded)
+@router.post(
+    "/{group_id}/members",
+    response_model=GroupMembersAdded,
+    responses={
+        **NOT_FOUND,
+        **errors({402: "`member` would exceed the plan's member limit (`plan_limit_reached`)."}),
+    },
+)
 async def add_group_members(
     group_id: Id, data: GroupMembersAdd, auth: Auth, session: DbSession
 ) -> GroupMembersAdded:
@@ -99,7 +120,11 @@ async def add_group_members(
     return await service.add_group_members(session, auth, group_id, data)
 
 
-@router.delete("/{group_id}/members/{member_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{group_id}/members/{member_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors({404: "No such group in this church, or the member is not in it."}),
+)
 async def remove_group_member(group_id: Id, member_id: Id, auth: Auth, session: DbSession) -> None:
     """Removes the member from the group (404 when they are not in it); the member stays."""
     await service.remove_group_member(session, auth, group_id, member_id)
@@ -108,7 +133,16 @@ async def remove_group_member(group_id: Id, member_id: Id, auth: Auth, session: 
 @router.post(
     "/{group_id}/members/import",
     response_model=ImportResult,
-    responses={200: {"content": {"text/csv": {}}, "description": "JSON report, or CSV errors"}},
+    responses={
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "The JSON report, or with `report=csv` the rejected rows as CSV.",
+        },
+        **NOT_FOUND,
+        **errors(
+            {402: "The new members would exceed the plan (`plan_limit_reached`); nothing imported."}
+        ),
+    },
 )
 async def import_group_members(
     group_id: Id,

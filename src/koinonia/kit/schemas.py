@@ -1,13 +1,24 @@
-"""Shared Pydantic pieces: strict-ish input models and validated field types."""
+"""Shared Pydantic pieces: strict input models and validated field types."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, time
 from functools import lru_cache
 from typing import Annotated, Any
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    Strict,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 from koinonia.config import get_settings
 from koinonia.kit.phones import PhoneError, normalize_phone
@@ -22,9 +33,16 @@ def _has_nul(value: object) -> bool:
 
 
 class In(BaseModel):
-    """Request bodies: unknown fields are an error, so typos don't silently do nothing."""
+    """Request bodies: unknown fields are an error, so typos don't silently do nothing.
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    Strict: a value must have the JSON type the document gives its field. Lax mode read
+    `"dry_run": 0` or `"yes"` as a boolean and `"5"` or `true` as an integer, none of which the
+    document allows (and `1` as `true` is how a typo sends a broadcast). FastAPI validates the
+    parsed JSON in Python mode, where strict refuses a string for a datetime too: such fields
+    are typed with `JsonDatetime` (or `ClockTime`), which take the string form only.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -85,6 +103,14 @@ def _timezone(value: str) -> str:
 _MIN_YEAR, _MAX_YEAR = 1970, 9998
 
 
+def _json_string(value: object) -> object:
+    # Strict mode is off for these fields (it would refuse the ISO string itself): refuse here
+    # what lax mode would read besides a string, such as a number of seconds since 1970.
+    if not isinstance(value, (str, datetime, time)):
+        raise ValueError("must be a string")
+    return value
+
+
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must include a timezone offset, e.g. 2026-12-24T18:00:00-05:00")
@@ -105,4 +131,34 @@ TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_time
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 OptionalName = Annotated[str, StringConstraints(max_length=100)]
 Title = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+AwareDatetime = Annotated[
+    datetime, Strict(False), BeforeValidator(_json_string), AfterValidator(_aware)
+]
+
+# Clock times (quiet hours): to the minute, without a UTC offset (a church-local wall time has
+# none; an offset used to be dropped silently). Seconds are accepted only as `:00`.
+_CLOCK = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])(?::00)?")
+CLOCK_PATTERN = r"^([01]?[0-9]|2[0-3]):[0-5][0-9](:00)?$"
+CLOCK_OUT_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+def _clock(value: object) -> object:
+    if isinstance(value, time):
+        return value
+    match = _CLOCK.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("must be a 24-hour local time HH:MM (no seconds, no UTC offset)")
+    return time(int(match[1]), int(match[2]))
+
+
+ClockTime = Annotated[
+    time,
+    Strict(False),
+    BeforeValidator(_clock),
+    WithJsonSchema({"type": "string", "pattern": CLOCK_PATTERN, "examples": ["21:00"]}),
+]
+ClockTimeOut = Annotated[
+    time,
+    PlainSerializer(lambda t: f"{t.hour:02d}:{t.minute:02d}", return_type=str),
+    WithJsonSchema({"type": "string", "pattern": CLOCK_OUT_PATTERN, "examples": ["21:00"]}),
+]

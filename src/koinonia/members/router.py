@@ -5,12 +5,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from koinonia.auth.deps import Auth, DbSession
+from koinonia.kit.openapi import AUTHENTICATED, errors, not_found
 from koinonia.kit.pagination import DEFAULT_LIMIT, Page, page_response
 from koinonia.kit.params import Cursor, Id, Limit
 from koinonia.members import service
 from koinonia.members.schemas import Consent, MemberCreate, MemberDetail, MemberOut, MemberPatch
 
-router = APIRouter(prefix="/members", tags=["members"])
+router = APIRouter(prefix="/members", tags=["members"], responses=AUTHENTICATED)
+
+NOT_FOUND = not_found("member")
+PHONE_TAKEN = errors({409: "The church has a member with this phone number (`conflict`)."})
 
 Search = Annotated[
     str | None,
@@ -56,20 +60,28 @@ async def list_members(
     return page_response(items, next_cursor)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=MemberOut)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MemberOut,
+    responses={
+        **errors({402: "The plan's member limit is reached (`plan_limit_reached`)."}),
+        **PHONE_TAKEN,
+    },
+)
 async def create_member(data: MemberCreate, auth: Auth, session: DbSession) -> MemberOut:
     """Adds one member. 422 when the phone number is invalid (with the reason); 409 when the
     church already has a member with this number; 402 when the plan's member limit is reached."""
     return await service.create_member(session, auth, data)
 
 
-@router.get("/{member_id}", response_model=MemberDetail)
+@router.get("/{member_id}", response_model=MemberDetail, responses=NOT_FOUND)
 async def get_member(member_id: Id, auth: Auth, session: DbSession) -> MemberDetail:
     """One member with the groups they belong to."""
     return await service.get_member(session, auth, member_id)
 
 
-@router.patch("/{member_id}", response_model=MemberDetail)
+@router.patch("/{member_id}", response_model=MemberDetail, responses={**NOT_FOUND, **PHONE_TAKEN})
 async def update_member(
     member_id: Id, data: MemberPatch, auth: Auth, session: DbSession
 ) -> MemberDetail:
@@ -78,7 +90,7 @@ async def update_member(
     return await service.update_member(session, auth, member_id, data)
 
 
-@router.delete("/{member_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{member_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
 async def delete_member(member_id: Id, auth: Auth, session: DbSession) -> None:
     """Deletes the member with their group memberships and conversation; delivery history of
     past messages stays."""

@@ -5,13 +5,16 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response, status
 
 from koinonia.auth.deps import Auth, DbSession
+from koinonia.kit.openapi import AUTHENTICATED, errors, not_found
 from koinonia.kit.pagination import DEFAULT_LIMIT, Page
 from koinonia.kit.params import Cursor, Id, Limit
 from koinonia.messages import service
 from koinonia.messages.schemas import DryRunOut, MessageCreated, MessageIn, MessageOut, RecipientOut
 from koinonia.models.message import MESSAGE_KINDS, MESSAGE_STATUSES, RECIPIENT_STATUSES
 
-router = APIRouter(prefix="/messages", tags=["messages"])
+router = APIRouter(prefix="/messages", tags=["messages"], responses=AUTHENTICATED)
+
+NOT_FOUND = not_found("message")
 
 Kind = Literal[MESSAGE_KINDS]  # type: ignore[valid-type]
 Status = Literal[MESSAGE_STATUSES]  # type: ignore[valid-type]
@@ -22,7 +25,15 @@ RecipientStatus = Literal[RECIPIENT_STATUSES]  # type: ignore[valid-type]
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=MessageCreated | DryRunOut,
-    responses={200: {"model": DryRunOut, "description": "dry run: nothing was written"}},
+    responses={
+        200: {"model": DryRunOut, "description": "dry run: nothing was written"},
+        **errors(
+            {
+                402: "The month's texts would exceed the plan (`plan_limit_reached`).",
+                409: "The church has no SMS number (`conflict`).",
+            }
+        ),
+    },
 )
 async def send_message(
     data: MessageIn, auth: Auth, session: DbSession, response: Response
@@ -56,12 +67,12 @@ async def list_messages(
     return Page(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{message_id}", response_model=MessageOut)
+@router.get("/{message_id}", response_model=MessageOut, responses=NOT_FOUND)
 async def get_message(message_id: Id, auth: Auth, session: DbSession) -> MessageOut:
     return await service.get_message(session, auth, message_id)
 
 
-@router.get("/{message_id}/recipients", response_model=Page[RecipientOut])
+@router.get("/{message_id}/recipients", response_model=Page[RecipientOut], responses=NOT_FOUND)
 async def list_recipients(
     message_id: Id,
     auth: Auth,
@@ -77,7 +88,14 @@ async def list_recipients(
     return Page(items=items, next_cursor=next_cursor)
 
 
-@router.post("/{message_id}/cancel", response_model=MessageOut)
+@router.post(
+    "/{message_id}/cancel",
+    response_model=MessageOut,
+    responses={
+        **NOT_FOUND,
+        **errors({409: "The message already finished or was cancelled (`not_cancellable`)."}),
+    },
+)
 async def cancel_message(message_id: Id, auth: Auth, session: DbSession) -> MessageOut:
     """Stop a scheduled or sending message: recipients not yet handed to the carrier are
     skipped and their texts return to the month's quota. 409 if it already finished."""

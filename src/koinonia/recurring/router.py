@@ -5,12 +5,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from koinonia.auth.deps import Auth, DbSession
+from koinonia.kit.openapi import AUTHENTICATED, not_found
 from koinonia.kit.pagination import DEFAULT_LIMIT, Page
 from koinonia.kit.params import Cursor, Id, Limit
 from koinonia.recurring import service
 from koinonia.recurring.schemas import RecurringIn, RecurringOut, RecurringPatch
 
-router = APIRouter(prefix="/recurring", tags=["recurring"])
+router = APIRouter(prefix="/recurring", tags=["recurring"], responses=AUTHENTICATED)
+
+NOT_FOUND = not_found("recurring message")
 
 Active = Annotated[
     bool | None, Query(description="Only active (true) or only paused (false) schedules.")
@@ -41,13 +44,13 @@ async def create_recurring(data: RecurringIn, auth: Auth, session: DbSession) ->
     return await service.create_recurring(session, auth, data)
 
 
-@router.get("/{recurring_id}", response_model=RecurringOut)
+@router.get("/{recurring_id}", response_model=RecurringOut, responses=NOT_FOUND)
 async def get_recurring(recurring_id: Id, auth: Auth, session: DbSession) -> RecurringOut:
     """One recurring message with its next and last firing."""
     return await service.get_recurring(session, auth, recurring_id)
 
 
-@router.patch("/{recurring_id}", response_model=RecurringOut)
+@router.patch("/{recurring_id}", response_model=RecurringOut, responses=NOT_FOUND)
 async def update_recurring(
     recurring_id: Id, data: RecurringPatch, auth: Auth, session: DbSession
 ) -> RecurringOut:
@@ -56,7 +59,7 @@ async def update_recurring(
     return await service.update_recurring(session, auth, recurring_id, data)
 
 
-@router.delete("/{recurring_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{recurring_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
 async def delete_recurring(recurring_id: Id, auth: Auth, session: DbSession) -> None:
     """Deletes the schedule; messages it already sent stay in the history."""
     await service.delete_recurring(session, auth, recurring_id)

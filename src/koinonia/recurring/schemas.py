@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from koinonia.kit.schemas import In, Out, Title, not_null
+from koinonia.kit.schemas import CLOCK_OUT_PATTERN, In, Out, Title, not_null
 from koinonia.messages.schemas import Content, Target
 
 Frequency = Literal["daily", "weekly", "monthly"]
@@ -80,7 +80,9 @@ class RecurringOut(Out):
     frequency: Frequency
     day_of_week: int | None
     day_of_month: int | None
-    time_of_day: str = Field(description="Church-local HH:MM.")
+    time_of_day: str = Field(
+        description="Church-local HH:MM.", json_schema_extra={"pattern": CLOCK_OUT_PATTERN}
+    )
     timezone: str = Field(description="The church's timezone the schedule runs in.")
     is_active: bool
     next_send_at: datetime | None = Field(

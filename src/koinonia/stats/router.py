@@ -5,10 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from koinonia.auth.deps import Auth, ReadDbSession
+from koinonia.kit.openapi import AUTHENTICATED
 from koinonia.stats import service
 from koinonia.stats.schemas import BranchStatsPage, MessageStatsOut, SummaryOut
 
-router = APIRouter(prefix="/stats", tags=["stats"])
+router = APIRouter(prefix="/stats", tags=["stats"], responses=AUTHENTICATED)
 
 Days = Annotated[
     int,

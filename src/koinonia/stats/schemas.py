@@ -22,7 +22,10 @@ class SummaryOut(Out):
     members: MemberCounts
     branches: int
     groups: int
-    month: str = Field(description="The billing month (UTC calendar month), YYYY-MM.")
+    month: str = Field(
+        description="The billing month (UTC calendar month), YYYY-MM.",
+        pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$",
+    )
     texts: int = Field(description="Texts used this billing month (usage: one per recipient).")
     segments: int = Field(description="SMS segments sent for this month's texts (usage).")
     messages: int = Field(description="Messages created this billing month (any kind).")

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 
 from koinonia.auth.deps import DbSession, SettingsDep
 from koinonia.config import Settings
+from koinonia.kit.openapi import errors
 from koinonia.sms.signatures import (
     TELNYX_SIGNATURE_HEADER,
     TELNYX_TIMESTAMP_HEADER,
@@ -27,21 +28,13 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
-_ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
-}
-_REFUSALS: dict[int | str, dict[str, Any]] = {
-    400: {
-        "description": "Malformed body (`malformed_webhook`); nothing stored",
-        "content": {"application/json": {"schema": _ERROR_SCHEMA}},
-    },
-    403: {
-        "description": "Missing or invalid signature, or stale timestamp "
-        "(`invalid_signature`); nothing stored",
-        "content": {"application/json": {"schema": _ERROR_SCHEMA}},
-    },
-}
+_REFUSALS = errors(
+    {
+        400: "Malformed body (`malformed_webhook`); nothing stored",
+        403: "Missing or invalid signature, or stale timestamp (`invalid_signature`); "
+        "nothing stored",
+    }
+)
 _TWIML_OK: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Stored (or deliberately ignored); empty TwiML",
