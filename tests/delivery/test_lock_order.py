@@ -7,40 +7,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from delivery.support import Broadcast
+from fixtures.locks import backend_pid, blocked_by, run_unless_blocked
 from koinonia.db import engine as db_engine
 from koinonia.delivery.repository import SENT, DeliveryRepository, Outcome, Recorded
 
 MakeBroadcast = Callable[..., Awaitable[Broadcast]]
-T = TypeVar("T")
-
-
-async def _pid(session: AsyncSession) -> int:
-    return int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
-
-
-async def _blocked_by(observer: AsyncSession, pid: int) -> list[int]:
-    row = await observer.execute(text("SELECT pg_blocking_pids(:pid)"), {"pid": pid})
-    await observer.commit()
-    return list(row.scalar_one())
-
-
-async def _run_unless_blocked(
-    work: Awaitable[T], pid: int, observer: AsyncSession
-) -> tuple[asyncio.Task[T], list[int]]:
-    """Run `work` (on backend `pid`) until it finishes or waits for a lock; returns the task and
-    the backends it waits for ([] when it finished without waiting)."""
-    task = asyncio.ensure_future(work)
-    while not task.done():
-        if blockers := await _blocked_by(observer, pid):
-            return task, blockers
-        await asyncio.sleep(0.005)
-    return task, []
 
 
 async def _expired_claim(session: AsyncSession, message_id: int, attempts: int) -> datetime:
@@ -76,7 +53,7 @@ async def test_a_lease_sweep_never_waits_on_a_write_back_that_holds_the_message(
     lease = await _expired_claim(committed_session, b.message_id, attempts=5)  # its last try
     maker = db_engine.sessionmaker()
     async with maker() as writer, maker() as sweeper:
-        writer_pid, sweeper_pid = await _pid(writer), await _pid(sweeper)
+        writer_pid, sweeper_pid = await backend_pid(writer), await backend_pid(sweeper)
         sweep: asyncio.Task[Any] | None = None
         try:
             # 1. The write-back takes its first lock, the message ...
@@ -84,7 +61,7 @@ async def test_a_lease_sweep_never_waits_on_a_write_back_that_holds_the_message(
                 text("SELECT id FROM messages WHERE id = :m FOR UPDATE"), {"m": b.message_id}
             )
             # 2. ... and the lease sweep runs meanwhile: it must not wait for it.
-            sweep, blockers = await _run_unless_blocked(
+            sweep, blockers = await run_unless_blocked(
                 DeliveryRepository(sweeper).requeue_expired_leases(max_attempts=5),
                 sweeper_pid,
                 committed_session,
@@ -92,7 +69,7 @@ async def test_a_lease_sweep_never_waits_on_a_write_back_that_holds_the_message(
             assert blockers == [], "the lease sweep waits on a lock the write-back holds"
             assert sweep.result() == 0  # the message is the write-back's: left for later
             # 3. The write-back goes on to the recipients: nothing of them is locked.
-            record, blockers = await _run_unless_blocked(
+            record, blockers = await run_unless_blocked(
                 DeliveryRepository(writer).record_results(
                     _sent(b, 5), lease=lease, message_ids=[b.message_id]
                 ),
@@ -126,16 +103,16 @@ async def test_a_write_back_after_a_sweep_waits_for_it_in_order_and_still_record
     lease = await _expired_claim(committed_session, b.message_id, attempts=1)
     maker = db_engine.sessionmaker()
     async with maker() as writer, maker() as sweeper:
-        writer_pid, sweeper_pid = await _pid(writer), await _pid(sweeper)
+        writer_pid, sweeper_pid = await backend_pid(writer), await backend_pid(sweeper)
         record: asyncio.Task[Recorded] | None = None
         try:
-            sweep, blockers = await _run_unless_blocked(
+            sweep, blockers = await run_unless_blocked(
                 DeliveryRepository(sweeper).requeue_expired_leases(max_attempts=5),
                 sweeper_pid,
                 committed_session,
             )
             assert blockers == [] and sweep.result() == 2
-            record, blockers = await _run_unless_blocked(
+            record, blockers = await run_unless_blocked(
                 DeliveryRepository(writer).record_results(
                     _sent(b, 1), lease=lease, message_ids=[b.message_id]
                 ),
@@ -143,7 +120,7 @@ async def test_a_write_back_after_a_sweep_waits_for_it_in_order_and_still_record
                 committed_session,
             )
             assert blockers == [sweeper_pid]
-            assert await _blocked_by(committed_session, sweeper_pid) == []  # no cycle
+            assert await blocked_by(committed_session, sweeper_pid) == []  # no cycle
             await sweeper.commit()
             assert (await record).recorded == 2
             await writer.commit()

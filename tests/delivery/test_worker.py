@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from delivery.support import Broadcast, message_status, send_to_all, sent_phones, statuses
 from fixtures.factories import Tenant, make_members
 from koinonia.config import Settings
-from koinonia.delivery.dispatcher import Dispatcher, drain
+from koinonia.delivery.dispatcher import BatchResult, Dispatcher, drain
 from koinonia.delivery.worker import run_worker, sweep
 from koinonia.sms.sandbox import RunningSandbox
 
@@ -198,9 +198,28 @@ async def test_idle_worker_wakes_on_notify(
     church_id = church.church_id
     await make_members(committed_session, church_id, 5)
     stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(make_settings(worker_poll_s=60.0), stop=stop))
+    # One pipeline, whose idle passes are counted: its first pass runs at start; a second one
+    # only after a wake, which (no send yet) only the listener gives, once its LISTEN is in. So
+    # two idle passes mean listening and idle, and only a NOTIFY can start the next pass.
+    settings = make_settings(worker_poll_s=60.0, send_pipelines=1)
+    dispatcher = Dispatcher(settings)
+    run_once = dispatcher.run_once
+    idle_passes = 0
+
+    async def counted() -> BatchResult:
+        nonlocal idle_passes
+        result = await run_once()
+        idle_passes += result.claimed == 0
+        return result
+
+    dispatcher.run_once = counted  # type: ignore[method-assign]
+
+    async def listening_and_idle() -> bool:
+        return idle_passes >= 2
+
+    worker = asyncio.create_task(run_worker(settings, stop=stop, dispatcher=dispatcher))
     try:
-        await asyncio.sleep(0.5)  # listening, idle, the first poll done
+        await _until(listening_and_idle, 30, "the worker to listen and go idle")
         message_id = await send_to_all(committed_session, church_id, "Choir at 7")
 
         async def delivered() -> bool:

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from fixtures.factories import Tenant, make_branch, make_group, make_members, make_tenant
+from fixtures.locks import backend_pid, wait_until_blocked
 
 JOIN = "INSERT INTO group_members (group_id, member_id, church_id) VALUES (:g, :m, :c)"
 BULK = (
@@ -120,10 +121,11 @@ async def test_member_deleted_during_an_import_leaves_no_orphan(
     async with engine.connect() as importer, engine.connect() as deleter:
         await importer.begin()
         await deleter.begin()
+        importer_pid, deleter_pid = await backend_pid(importer), await backend_pid(deleter)
         await importer.execute(text(BULK), {"g": g, "m": [m1], "c": c})
         racing = asyncio.create_task(deleter.execute(delete, {"m": m1}))
-        await asyncio.sleep(0.2)
-        assert not racing.done()  # waiting for the import's lock on the member
+        # Waiting for the import's lock on the member.
+        await wait_until_blocked(racing, deleter_pid, importer_pid, committed_session)
         await importer.commit()
         await racing
         await deleter.commit()
@@ -132,10 +134,11 @@ async def test_member_deleted_during_an_import_leaves_no_orphan(
     async with engine.connect() as importer, engine.connect() as deleter:
         await importer.begin()
         await deleter.begin()
+        importer_pid, deleter_pid = await backend_pid(importer), await backend_pid(deleter)
         await deleter.execute(delete, {"m": m2})
         racing = asyncio.create_task(importer.execute(text(BULK), {"g": g, "m": [m2], "c": c}))
-        await asyncio.sleep(0.2)
-        assert not racing.done()  # waiting for the delete
+        # Waiting for the delete.
+        await wait_until_blocked(racing, importer_pid, deleter_pid, committed_session)
         await deleter.commit()
         with pytest.raises(IntegrityError):
             await racing

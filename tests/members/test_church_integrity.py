@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from fixtures.factories import Tenant, make_branch, make_group, make_members, make_tenant
+from fixtures.locks import backend_pid, wait_until_blocked
 
 BULK = (
     "INSERT INTO members (church_id, first_name, phone)"
@@ -99,10 +100,11 @@ async def test_church_deleted_during_an_import(
     async with engine.connect() as importer, engine.connect() as deleter:
         await importer.begin()
         await deleter.begin()
+        importer_pid, deleter_pid = await backend_pid(importer), await backend_pid(deleter)
         await importer.execute(text(BULK), {"churches": [first.church_id] * 2})
         racing = asyncio.create_task(deleter.execute(delete, {"c": first.church_id}))
-        await asyncio.sleep(0.2)
-        assert not racing.done()  # waiting for the import's lock on the church
+        # Waiting for the import's lock on the church.
+        await wait_until_blocked(racing, deleter_pid, importer_pid, committed_session)
         await importer.commit()
         await racing
         await deleter.commit()
@@ -111,10 +113,11 @@ async def test_church_deleted_during_an_import(
     async with engine.connect() as importer, engine.connect() as deleter:
         await importer.begin()
         await deleter.begin()
+        importer_pid, deleter_pid = await backend_pid(importer), await backend_pid(deleter)
         await deleter.execute(delete, {"c": second.church_id})
         racing = asyncio.create_task(importer.execute(text(BULK), {"churches": [second.church_id]}))
-        await asyncio.sleep(0.2)
-        assert not racing.done()  # waiting for the delete
+        # Waiting for the delete.
+        await wait_until_blocked(racing, importer_pid, deleter_pid, committed_session)
         await deleter.commit()
         with pytest.raises(IntegrityError):
             await racing

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -230,7 +231,12 @@ async def test_a_connection_the_server_dropped_while_idle_is_not_reused(
     request = client.prepare(server.url, {})
     try:
         await client.post(request, b"1", within_s=5)
-        await asyncio.sleep(0.05)  # the close reaches us
+        # Until the server's close reaches us (the pooled connection sees it), however slow.
+        [idle] = client._pools[request.origin].idle
+        deadline = time.monotonic() + 30
+        while not idle.closed:
+            assert time.monotonic() < deadline, "the server's close never reached the client"
+            await asyncio.sleep(0.001)
         second = await client.post(request, b"2", within_s=5)
     finally:
         await client.close()

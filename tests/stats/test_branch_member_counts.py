@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from fixtures.factories import Tenant, make_branch, make_group, make_members
+from fixtures.locks import backend_pid, wait_until_blocked
 
 COUNTED = text(
     "SELECT c.branch_id, sum(c.n)::int FROM branch_member_counts c"
@@ -155,10 +156,10 @@ async def test_concurrent_joins_to_one_branch_count_once(
     async with engine.connect() as first, engine.connect() as second:
         await first.begin()
         await second.begin()
+        first_pid, second_pid = await backend_pid(first), await backend_pid(second)
         await first.execute(join, {"g": g1, "m": m, "c": c})
         racing = asyncio.create_task(second.execute(join, {"g": g2, "m": m, "c": c}))
-        await asyncio.sleep(0.2)
-        assert not racing.done()  # waiting for the branch
+        await wait_until_blocked(racing, second_pid, first_pid, committed_session)  # the branch
         await first.commit()
         await racing
         await second.commit()
@@ -168,9 +169,10 @@ async def test_concurrent_joins_to_one_branch_count_once(
     async with engine.connect() as first, engine.connect() as second:
         await first.begin()
         await second.begin()
+        first_pid, second_pid = await backend_pid(first), await backend_pid(second)
         await first.execute(leave, {"g": g1, "m": m})
         racing = asyncio.create_task(second.execute(leave, {"g": g2, "m": m}))
-        await asyncio.sleep(0.2)
+        await wait_until_blocked(racing, second_pid, first_pid, committed_session)  # the branch
         await first.commit()
         await racing
         await second.commit()

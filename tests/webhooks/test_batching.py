@@ -81,16 +81,17 @@ async def test_a_failing_batch_is_retried_report_by_report(
 async def test_a_report_is_answered_only_after_its_batch_commits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    committed = asyncio.Event()
+    storing, committed = asyncio.Event(), asyncio.Event()
 
     async def store(batch: Sequence[DeliveryReport]) -> list[ReportOutcome]:
+        storing.set()
         await committed.wait()
         return [ReportOutcome.APPLIED] * len(batch)
 
     monkeypatch.setattr(batching, "_store", store)
     writer = batching.ReportWriter()
     answer = asyncio.ensure_future(writer.record(DeliveryReport("twilio", "x", "sent")))
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(storing.wait(), 30)  # its batch is being stored, not yet committed
     assert not answer.done()
     committed.set()
     assert await answer == ReportOutcome.APPLIED
