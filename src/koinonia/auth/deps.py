@@ -13,7 +13,7 @@ from koinonia.auth import context_cache, security
 from koinonia.auth.context import AuthContext
 from koinonia.auth.repository import AuthRepository
 from koinonia.config import Settings, get_settings
-from koinonia.db.session import autocommit_reads, request_session
+from koinonia.db.session import SessionSource, autocommit_reads, given, request_session
 from koinonia.kit import cache
 from koinonia.kit.errors import Forbidden, RateLimited, Unauthorized
 from koinonia.kit.store import StoreUnavailable, get_store, local_store
@@ -72,6 +72,22 @@ async def current_auth(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> AuthContext:
+    ctx = await authenticate(settings, credentials, given(session))
+    request.state.church_id = ctx.church_id
+    return ctx
+
+
+async def authenticate(
+    settings: Settings,
+    credentials: HTTPAuthorizationCredentials | None,
+    open_session: SessionSource,
+) -> AuthContext:
+    """Who is calling, checked as every authenticated request is (the FastAPI dependency
+    `current_auth` and the hot reads of `koinonia.hot_reads` both come here): the token's
+    signature and expiry, the session not ended (the session cache's 'ended' marks, else the
+    database), the church's request counted against its rate limit, and the church's cache
+    version read for the request's cached reads. `open_session` is called only when the
+    session cache cannot answer."""
     claims = verified_claims(settings, bearer_token(credentials))
     # Who the session is, the church's cache version (for cached reads later in the request)
     # and its request count, in one store round trip. (The token's church: a genuine token,
@@ -95,7 +111,7 @@ async def current_auth(
     if ctx is not None and not context_cache.trusted(store, settings.auth_cache_ttl_s):
         ctx = None
     if ctx is None or ctx.admin_id != claims.admin_id:
-        ctx = await AuthRepository(session).load_context(
+        ctx = await AuthRepository(await open_session()).load_context(
             session_id=claims.session_id, admin_id=claims.admin_id
         )
         if ctx is not None and available:
@@ -106,7 +122,6 @@ async def current_auth(
         raise RateLimited(
             "too many requests for this church; slow down", retry_after=60 - int(time.time() % 60)
         )
-    request.state.church_id = ctx.church_id
     return ctx
 
 
