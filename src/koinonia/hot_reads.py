@@ -40,7 +40,6 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute, iter_route_contexts
-from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from koinonia.auth import deps
@@ -61,6 +60,15 @@ Parser = Callable[[str], Any]
 def error_response(exc: KoinoniaError) -> Response:
     """A domain error's answer: the app's exception handler and this layer both answer with it."""
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of a header, as `request.headers.get(...)` gives it (ASGI servers
+    lower-case header names)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _bounded_int(low: int, high: int) -> Parser:
@@ -87,6 +95,8 @@ class HotRoute:
     def arguments(self, query_string: bytes) -> dict[str, Any] | None:
         """The endpoint's arguments from the query string, or None when FastAPI must answer."""
         arguments = dict(self.defaults)
+        if not query_string:
+            return arguments
         seen: set[str] = set()
         for name, raw in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
             parse = self.params.get(name)
@@ -183,8 +193,8 @@ class HotReads:
         try:
             async with AsyncExitStack() as stack:
                 source = LazyReadSession(stack)
-                credentials = await deps.bearer(Request(scope))
-                auth = await deps.authenticate(await deps.settings(), credentials, source)
+                token = deps.bearer_token_of(_header(scope, b"authorization"))
+                auth = await deps.authenticate(await deps.settings(), token, source)
                 scope.setdefault("state", {})["church_id"] = auth.church_id
                 return await route.handler(auth, source, arguments)
         except KoinoniaError as exc:

@@ -108,6 +108,8 @@ async def test_same_refusals(
     refusals = [
         ("/api/v1/stats/summary", {}),  # no token
         ("/api/v1/stats/summary", {"Authorization": "Basic abc"}),
+        ("/api/v1/stats/summary", {"Authorization": "Bearer"}),
+        ("/api/v1/stats/summary", {"Authorization": f"bearer {tenant.access_token}x"}),
         ("/api/v1/members", {"Authorization": "Bearer not-a-token"}),
         ("/api/v1/members", {"Authorization": f"Bearer {expired}"}),
         ("/api/v1/members?cursor=garbage", tenant.headers),

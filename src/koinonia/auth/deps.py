@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth import context_cache, security
@@ -66,21 +67,28 @@ def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials
 
 
+def bearer_token_of(authorization: str | None) -> str | None:
+    """The token of an `Authorization` header value, read as `bearer` (HTTPBearer) reads it
+    (for the hot reads, which skip building its pydantic credentials model)."""
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    if not (authorization and scheme and credentials) or scheme.lower() != "bearer":
+        return None
+    return credentials
+
+
 async def current_auth(
     request: Request,
     session: DbSession,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> AuthContext:
-    ctx = await authenticate(settings, credentials, given(session))
+    ctx = await authenticate(settings, bearer_token(credentials), given(session))
     request.state.church_id = ctx.church_id
     return ctx
 
 
 async def authenticate(
-    settings: Settings,
-    credentials: HTTPAuthorizationCredentials | None,
-    open_session: SessionSource,
+    settings: Settings, token: str | None, open_session: SessionSource
 ) -> AuthContext:
     """Who is calling, checked as every authenticated request is (the FastAPI dependency
     `current_auth` and the hot reads of `koinonia.hot_reads` both come here): the token's
@@ -88,7 +96,9 @@ async def authenticate(
     database), the church's request counted against its rate limit, and the church's cache
     version read for the request's cached reads. `open_session` is called only when the
     session cache cannot answer."""
-    claims = verified_claims(settings, bearer_token(credentials))
+    if not token:
+        raise Unauthorized("missing bearer token", code="not_authenticated")
+    claims = verified_claims(settings, token)
     # Who the session is, the church's cache version (for cached reads later in the request)
     # and its request count, in one store round trip. (The token's church: a genuine token,
     # even of an ended session, counts for its church.)

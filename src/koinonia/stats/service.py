@@ -34,6 +34,8 @@ MESSAGES_TTL_S = 120
 async def summary(open_session: SessionSource, auth: AuthContext) -> bytes:
     month = billing_month()
     month_start = datetime(month.year, month.month, 1, tzinfo=UTC)
+    # "2026-12" without strftime (which cost more than the cache lookup it names).
+    month_name = f"{month.year:04d}-{month.month:02d}"
 
     async def load() -> SummaryOut:
         row = await StatsRepository(await open_session(), church_id=auth.church_id).summary(
@@ -45,7 +47,7 @@ async def summary(open_session: SessionSource, auth: AuthContext) -> bytes:
             ),
             branches=row.branches,
             groups=row.groups,
-            month=f"{month:%Y-%m}",
+            month=month_name,
             texts=row.texts,
             segments=row.segments,
             messages=row.messages,
@@ -62,7 +64,7 @@ async def summary(open_session: SessionSource, auth: AuthContext) -> bytes:
         )
 
     return await cache.get_or_load_json(
-        "stats.summary", auth.church_id, SUMMARY_TTL_S, load, variant=f"{month:%Y-%m}"
+        "stats.summary", auth.church_id, SUMMARY_TTL_S, load, variant=month_name
     )
 
 
