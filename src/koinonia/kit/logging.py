@@ -6,6 +6,7 @@ stderr's binary buffer (the stdlib `json` encoder was ~10% of a cached request's
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from datetime import UTC, datetime
@@ -76,4 +77,30 @@ def log_request(request_id: str, **fields: Any) -> None:
         "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
     stream.write(_dumps(line) + b"\n")
-    stream.flush()  # as structlog's BytesLogger does: a line is out when its request is
+    _flush_soon(stream)
+
+
+# Request lines are flushed together, at most REQUEST_FLUSH_S after they were written (a write
+# system call per line was most of the line's cost under load; any other event's line, written
+# through structlog to the same buffer, flushes the ones before it at once).
+REQUEST_FLUSH_S = 0.1
+_flush_scheduled = False
+
+
+def _flush_soon(stream: BinaryIO) -> None:
+    global _flush_scheduled
+    if _flush_scheduled:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not in the event loop: nothing to flush later with
+        stream.flush()
+        return
+    _flush_scheduled = True
+    loop.call_later(REQUEST_FLUSH_S, _flush, stream)
+
+
+def _flush(stream: BinaryIO) -> None:
+    global _flush_scheduled
+    _flush_scheduled = False
+    stream.flush()
