@@ -9,7 +9,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import orjson
-import pytest
 import structlog
 from structlog.contextvars import bind_contextvars, unbind_contextvars
 
@@ -32,11 +31,12 @@ def test_json_lines_render_any_value() -> None:
     }
 
 
-def test_the_request_line_is_the_line_structlog_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_request_line_is_the_line_structlog_writes() -> None:
     """kit.http logs each request through `log_request`, which writes the JSON line itself:
     the same keys and values as the configured structlog chain (timestamps aside)."""
     stream = io.BytesIO()
-    monkeypatch.setattr(sys, "stderr", SimpleNamespace(buffer=stream, isatty=lambda: False))
+    real_stderr = sys.stderr
+    sys.stderr = SimpleNamespace(buffer=stream, isatty=lambda: False)  # type: ignore[assignment]
     fields = {"method": "GET", "path": "/a", "status": 200, "ms": 1.5, "church_id": None}
     try:
         configure_logging(json=True, level="INFO")
@@ -44,6 +44,7 @@ def test_the_request_line_is_the_line_structlog_writes(monkeypatch: pytest.Monke
         structlog.get_logger("koinonia").info("request", **fields)
         log_request("r1", **fields)
     finally:
+        sys.stderr = real_stderr
         unbind_contextvars("request_id")
         configure_logging(json=False, level="WARNING")  # as tests/fixtures/database.py does
     by_structlog, direct = (orjson.loads(line) for line in stream.getvalue().splitlines())
