@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from koinonia.config import Settings, get_settings
 from koinonia.db import engine as db_engine
 from koinonia.db.migrate import migrate
+from koinonia.hot_reads import HotReads, error_response, hot_routes
 from koinonia.kit import openapi
 from koinonia.kit.errors import (
     DatabaseUnavailable,
@@ -118,6 +119,8 @@ def create_app(settings: Settings | None = None, *, manage_engine: bool = True) 
         app.include_router(router, prefix=API_PREFIX)
     _install_error_handlers(app)
     openapi.install(app)
+    # Innermost first: the hot reads run inside the request pipeline, in front of routing.
+    app.add_middleware(HotReads, api=app, routes=hot_routes(API_PREFIX))
     app.add_middleware(
         RequestPipeline,
         limit=settings.max_requests_in_flight,
@@ -153,7 +156,7 @@ def _field_path(loc: Sequence[Any]) -> str:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(KoinoniaError)
     async def domain_error(request: Request, exc: KoinoniaError) -> Response:
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -44,17 +44,32 @@ def key(session_id: str) -> str:
     return f"auth:{session_id}"
 
 
+# Decoded entries by their stored bytes: a client sends the same session's requests for minutes,
+# and parsing its entry again cost more than the store read. Decoding is a pure function of the
+# bytes (what the entry says, not whether it is still current: that is the store read's
+# answer, made on every request), so a copy can never be stale.
+_DECODED_MAX = 10_000
+_decoded: dict[bytes, AuthContext] = {}
+
+
 def decode(raw: bytes | None) -> AuthContext | None:
     """The context stored under `key(...)` (read by auth.deps together with the request's other
     store reads), or None (absent, ended or unreadable: see `is_ended`)."""
     if raw is None or raw == ENDED:
         return None
+    ctx = _decoded.get(raw)
+    if ctx is not None:
+        return ctx
     try:
         data = orjson.loads(raw)
         trial = data.pop("trial_ends_at")
-        return AuthContext(**data, trial_ends_at=datetime.fromisoformat(trial) if trial else None)
+        ctx = AuthContext(**data, trial_ends_at=datetime.fromisoformat(trial) if trial else None)
     except (orjson.JSONDecodeError, TypeError, ValueError):
         return None
+    if len(_decoded) >= _DECODED_MAX:
+        _decoded.clear()
+    _decoded[raw] = ctx
+    return ctx
 
 
 def is_ended(raw: bytes | None) -> bool:

@@ -7,13 +7,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth import context_cache, security
 from koinonia.auth.context import AuthContext
 from koinonia.auth.repository import AuthRepository
 from koinonia.config import Settings, get_settings
-from koinonia.db.session import autocommit_reads, request_session
+from koinonia.db.session import SessionSource, autocommit_reads, given, request_session
 from koinonia.kit import cache
 from koinonia.kit.errors import Forbidden, RateLimited, Unauthorized
 from koinonia.kit.store import StoreUnavailable, get_store, local_store
@@ -67,13 +68,38 @@ def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials
 
 
+def bearer_token_of(authorization: str | None) -> str | None:
+    """The token of an `Authorization` header value, read as `bearer` (HTTPBearer) reads it
+    (for the hot reads, which skip building its pydantic credentials model)."""
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    if not (authorization and scheme and credentials) or scheme.lower() != "bearer":
+        return None
+    return credentials
+
+
 async def current_auth(
     request: Request,
     session: DbSession,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> AuthContext:
-    claims = verified_claims(settings, bearer_token(credentials))
+    ctx = await authenticate(settings, bearer_token(credentials), given(session))
+    request.state.church_id = ctx.church_id
+    return ctx
+
+
+async def authenticate(
+    settings: Settings, token: str | None, open_session: SessionSource
+) -> AuthContext:
+    """Who is calling, checked as every authenticated request is (the FastAPI dependency
+    `current_auth` and the hot reads of `koinonia.hot_reads` both come here): the token's
+    signature and expiry, the session not ended (the session cache's 'ended' marks, else the
+    database), the church's request counted against its rate limit, and the church's cache
+    version read for the request's cached reads. `open_session` is called only when the
+    session cache cannot answer."""
+    if not token:
+        raise Unauthorized("missing bearer token", code="not_authenticated")
+    claims = verified_claims(settings, token)
     # Who the session is, the church's cache version (for cached reads later in the request)
     # and its request count, in one store round trip. (The token's church: a genuine token,
     # even of an ended session, counts for its church.)
@@ -96,7 +122,7 @@ async def current_auth(
     if ctx is not None and not context_cache.trusted(store, settings.auth_cache_ttl_s):
         ctx = None
     if ctx is None or ctx.admin_id != claims.admin_id:
-        ctx = await AuthRepository(session).load_context(
+        ctx = await AuthRepository(await open_session()).load_context(
             session_id=claims.session_id, admin_id=claims.admin_id
         )
         if ctx is not None and available:
@@ -107,7 +133,6 @@ async def current_auth(
         raise RateLimited(
             "too many requests for this church; slow down", retry_after=60 - int(time.time() % 60)
         )
-    request.state.church_id = ctx.church_id
     return ctx
 
 

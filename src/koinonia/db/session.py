@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -153,6 +153,39 @@ async def request_session() -> AsyncIterator[AsyncSession]:
         yield session
 
 
+# Code that may not need the database at all (a cached read, the session cache answering who
+# the caller is) takes a session source and calls it only when a statement must run.
+SessionSource = Callable[[], Awaitable[AsyncSession]]
+
+
+def given(session: AsyncSession) -> SessionSource:
+    """A source that returns a session opened already (a FastAPI dependency's)."""
+
+    async def source() -> AsyncSession:
+        return session
+
+    return source
+
+
+class LazyReadSession:
+    """A request's read-only session, opened on the first call (a cached read opens none),
+    under the same contract as `request_session`: one unit of work that ends with the
+    `AsyncExitStack` it was given (committed on success, rolled back on an exception), its
+    statements run without BEGIN / COMMIT (`autocommit_reads`)."""
+
+    __slots__ = ("_session", "_stack")
+
+    def __init__(self, stack: AsyncExitStack) -> None:
+        self._stack = stack
+        self._session: AsyncSession | None = None
+
+    async def __call__(self) -> AsyncSession:
+        if self._session is None:
+            self._session = await self._stack.enter_async_context(job_session())
+            autocommit_reads(self._session)
+        return self._session
+
+
 def autocommit_reads(session: AsyncSession) -> None:
     """Run the session's statements outside a transaction block (no BEGIN / COMMIT round trips):
     for a request that only reads, each statement under READ COMMITTED sees its own snapshot
@@ -164,12 +197,13 @@ def autocommit_reads(session: AsyncSession) -> None:
     takes none). A no-op when the session already began a transaction, and in the test suite,
     where every session joins the test's outer transaction on one connection."""
     bind = session.bind
-    if session.in_transaction() or not isinstance(bind, AsyncEngine):
+    if session.in_transaction() or not isinstance(bind, AsyncEngine) or bind in _autocommit_views:
         return
     autocommit = _autocommit_engines.get(bind)
     if autocommit is None:
         autocommit = bind.execution_options(isolation_level="AUTOCOMMIT")
         _autocommit_engines[bind] = autocommit
+        _autocommit_views.add(autocommit)
     session.bind = autocommit
     session.sync_session.bind = autocommit.sync_engine
 
@@ -178,3 +212,5 @@ def autocommit_reads(session: AsyncSession) -> None:
 _autocommit_engines: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = (
     weakref.WeakKeyDictionary()
 )
+# Those views: a session switched already is left as it is (calling twice is harmless).
+_autocommit_views: weakref.WeakSet[AsyncEngine] = weakref.WeakSet()

@@ -69,6 +69,18 @@ def _local_put(key: str, value: bytes, ttl_s: float) -> None:
     _local[key] = (time.monotonic() + min(ttl_s, _LOCAL_TTL_S), value)
 
 
+# The metric's children by (name, result): `labels()` resolved them anew on every hit, a third
+# of a cached lookup's cost.
+_counters: dict[tuple[str, str], Any] = {}
+
+
+def _count(name: str, result: str) -> None:
+    counter = _counters.get((name, result))
+    if counter is None:
+        counter = _counters[(name, result)] = CACHE.labels(name, result)
+    counter.inc()
+
+
 def version_key(church_id: int) -> str:
     return f"cache:v:{church_id}"
 
@@ -141,14 +153,14 @@ async def get_or_load_json(
             if cached is not None:
                 _local_put(key, cached, ttl_s)
         if cached is not None:
-            CACHE.labels(name, "hit").inc()
+            _count(name, "hit")
             return cached
     except StoreUnavailable:
         key = None  # the store logs its outages, once per cause
     except Exception as exc:
         key = None
         log.warning("cache_unavailable", op="get", name=name, error=repr(exc))
-    CACHE.labels(name, "miss" if key is not None else "error").inc()
+    _count(name, "miss" if key is not None else "error")
     value = _encode(await loader())
     if key is not None:
         _local_put(key, value, ttl_s)

@@ -56,7 +56,7 @@ from koinonia.kit import metrics
 from koinonia.kit.cache import WRITE_METHODS, invalidate_church
 from koinonia.kit.deadlines import Deadlines
 from koinonia.kit.errors import KoinoniaError
-from koinonia.kit.logging import log
+from koinonia.kit.logging import log_request
 
 EXEMPT_FROM_ADMISSION = frozenset({"/healthz", "/readyz", "/metrics"})
 # Logged (and counted) for a client that went away before it was answered: nginx's code.
@@ -199,8 +199,8 @@ class RequestPipeline:
                 route_path = getattr(scope.get("route"), "path", "unmatched")
                 metrics.observe_request(method, route_path, status, elapsed)
                 state = scope.get("state") or {}
-                log.info(
-                    "request",
+                log_request(
+                    request_id,
                     method=method,
                     path=path,
                     status=status,

@@ -6,9 +6,11 @@ stderr's binary buffer (the stdlib `json` encoder was ~10% of a cached request's
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
 
 import orjson
 import structlog
@@ -41,6 +43,9 @@ def configure_logging(*, json: bool, level: str = "INFO") -> None:
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
         logger_factory = structlog.PrintLoggerFactory(file=sys.stderr)
+    global _request_stream
+    info = logging.getLevelName(level) <= logging.INFO
+    _request_stream = binary if json and info else None
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
@@ -50,3 +55,52 @@ def configure_logging(*, json: bool, level: str = "INFO") -> None:
 
 
 log = structlog.get_logger("koinonia")
+
+# Where `log_request` writes JSON lines itself (set by `configure_logging`), or None.
+_request_stream: BinaryIO | None = None
+
+
+def log_request(request_id: str, **fields: Any) -> None:
+    """The one `request` event per request (kit.http): with JSON lines on a binary stream, the
+    line the structlog chain above would write (same keys and values: the request id it binds,
+    the fields, event, level and UTC timestamp), written directly; otherwise through `log`.
+    Structlog's processor chain was 8% of a cached read's CPU."""
+    stream = _request_stream
+    if stream is None:
+        log.info("request", **fields)
+        return
+    line = {
+        "request_id": request_id,
+        **fields,
+        "event": "request",
+        "level": "info",
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    stream.write(_dumps(line) + b"\n")
+    _flush_soon(stream)
+
+
+# Request lines are flushed together, at most REQUEST_FLUSH_S after they were written (a write
+# system call per line was most of the line's cost under load; any other event's line, written
+# through structlog to the same buffer, flushes the ones before it at once).
+REQUEST_FLUSH_S = 0.1
+_flush_scheduled = False
+
+
+def _flush_soon(stream: BinaryIO) -> None:
+    global _flush_scheduled
+    if _flush_scheduled:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not in the event loop: nothing to flush later with
+        stream.flush()
+        return
+    _flush_scheduled = True
+    loop.call_later(REQUEST_FLUSH_S, _flush, stream)
+
+
+def _flush(stream: BinaryIO) -> None:
+    global _flush_scheduled
+    _flush_scheduled = False
+    stream.flush()

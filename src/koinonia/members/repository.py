@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from sqlalchemy import (
     ColumnElement,
     Row,
     Select,
+    bindparam,
     case,
     delete,
     exists,
@@ -87,6 +89,17 @@ class MemberFilter:
     consent: str | None = None
 
 
+@functools.cache
+def _plain_page(columns: tuple[str, ...], *, after: bool) -> Select[Any]:
+    """The unfiltered page by id: the statement `MemberRepository.list` builds for no filter,
+    with `church_id`, `after_id` and `limit` as bound parameters."""
+    table = Member.__table__
+    stmt = select(*(table.c[c] for c in columns)).where(table.c.church_id == bindparam("church_id"))
+    if after:
+        stmt = stmt.where(table.c.id > bindparam("after_id"))
+    return stmt.order_by(table.c.id).limit(bindparam("limit"))
+
+
 @dataclass(frozen=True)
 class SearchAfter:
     """Where the previous page of a search ended."""
@@ -128,11 +141,21 @@ class MemberRepository:
     ) -> Sequence[Row[Any]]:
         """A page of members by id: rows of `columns` (names of members' columns; plain rows,
         no ORM objects: the page is serialised as read)."""
+        # On the session's connection, not through `session.execute`: a Core statement of
+        # plain columns needs none of the ORM's execution path (a sixth of the request).
+        connection = await self.session.connection()
+        if where == MemberFilter():
+            # The unfiltered list, the busiest: its statement is built once (building it and
+            # its cache key anew was a tenth of the request), with the values as parameters.
+            plain = _plain_page(tuple(columns), after=after_id is not None)
+            values = {"church_id": self.church_id, "after_id": after_id, "limit": limit + 1}
+            rows: Sequence[Row[Any]] = (await connection.execute(plain, values)).all()
+            return rows
         stmt = self._filtered(select(*(Member.__table__.c[c] for c in columns)), where)
         if after_id is not None:
             stmt = stmt.where(Member.id > after_id)
         stmt = stmt.order_by(Member.id).limit(limit + 1)
-        return (await self.session.execute(stmt)).all()
+        return (await connection.execute(stmt)).all()
 
     async def search(
         self,

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from koinonia.auth.deps import Auth, ReadDbSession
+from koinonia.db.session import given
 from koinonia.kit.openapi import AUTHENTICATED
 from koinonia.stats import service
 from koinonia.stats.schemas import BranchStatsPage, MessageStatsOut, SummaryOut
@@ -21,7 +22,7 @@ Days = Annotated[
 ]
 
 
-def _json(body: bytes) -> Response:
+def json_document(body: bytes) -> Response:
     # Cached documents are served as stored; the response model documents them.
     return Response(content=body, media_type="application/json")
 
@@ -43,7 +44,7 @@ async def summary(auth: Auth, session: ReadDbSession) -> Response:
       messages, rounded to 4 places; null when none was handed to the carrier yet.
 
     Cached 60 s per church; any successful write of the church refreshes it at once."""
-    return _json(await service.summary(session, auth))
+    return json_document(await service.summary(given(session), auth))
 
 
 @router.get("/branches", response_model=BranchStatsPage)
@@ -66,7 +67,7 @@ async def branch_stats(auth: Auth, session: ReadDbSession, days: Days = 30) -> R
 
     Cached 5 minutes per church and `days`; any successful write of the church refreshes it at
     once. 422 when `days` is not 1-365."""
-    return _json(await service.branches(session, auth, days=days))
+    return json_document(await service.branches(given(session), auth, days=days))
 
 
 @router.get("/messages", response_model=MessageStatsOut)
@@ -84,4 +85,4 @@ async def message_stats(auth: Auth, session: ReadDbSession, days: Days = 30) -> 
 
     Cached 2 minutes per church and `days`; any successful write of the church refreshes it at
     once. 422 when `days` is not 1-365."""
-    return _json(await service.messages(session, auth, days=days))
+    return json_document(await service.messages(given(session), auth, days=days))

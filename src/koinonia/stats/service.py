@@ -3,16 +3,16 @@
 Services return the JSON document as bytes: a cache hit is served as stored, without decoding
 and re-validating it. Every successful write of the church invalidates its documents at once
 (kit.http.RequestPipeline); the TTLs bound what no request announces: delivery results
-written by workers and webhooks (until they call `invalidate_church`).
+written by workers and webhooks (until they call `invalidate_church`). A service opens its
+session (`open_session`) only when the cache misses.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from koinonia.auth.context import AuthContext
+from koinonia.db.session import SessionSource
 from koinonia.kit import cache
 from koinonia.messages.service import billing_month, delivery_rate
 from koinonia.stats.repository import StatsRepository
@@ -31,19 +31,23 @@ BRANCHES_TTL_S = 300  # the seed plan's 5 minutes
 MESSAGES_TTL_S = 120
 
 
-async def summary(session: AsyncSession, auth: AuthContext) -> bytes:
+async def summary(open_session: SessionSource, auth: AuthContext) -> bytes:
     month = billing_month()
     month_start = datetime(month.year, month.month, 1, tzinfo=UTC)
+    # "2026-12" without strftime (which cost more than the cache lookup it names).
+    month_name = f"{month.year:04d}-{month.month:02d}"
 
     async def load() -> SummaryOut:
-        row = await StatsRepository(session, church_id=auth.church_id).summary(month=month_start)
+        row = await StatsRepository(await open_session(), church_id=auth.church_id).summary(
+            month=month_start
+        )
         return SummaryOut(
             members=MemberCounts(
                 total=row.members, opted_in=row.members - row.opted_out, opted_out=row.opted_out
             ),
             branches=row.branches,
             groups=row.groups,
-            month=f"{month:%Y-%m}",
+            month=month_name,
             texts=row.texts,
             segments=row.segments,
             messages=row.messages,
@@ -60,13 +64,15 @@ async def summary(session: AsyncSession, auth: AuthContext) -> bytes:
         )
 
     return await cache.get_or_load_json(
-        "stats.summary", auth.church_id, SUMMARY_TTL_S, load, variant=f"{month:%Y-%m}"
+        "stats.summary", auth.church_id, SUMMARY_TTL_S, load, variant=month_name
     )
 
 
-async def branches(session: AsyncSession, auth: AuthContext, *, days: int) -> bytes:
+async def branches(open_session: SessionSource, auth: AuthContext, *, days: int) -> bytes:
     async def load() -> BranchStatsPage:
-        rows = await StatsRepository(session, church_id=auth.church_id).branches(days=days)
+        rows = await StatsRepository(await open_session(), church_id=auth.church_id).branches(
+            days=days
+        )
         items = [
             BranchStatsOut(
                 branch_id=r.id,
@@ -94,9 +100,11 @@ async def branches(session: AsyncSession, auth: AuthContext, *, days: int) -> by
     )
 
 
-async def messages(session: AsyncSession, auth: AuthContext, *, days: int) -> bytes:
+async def messages(open_session: SessionSource, auth: AuthContext, *, days: int) -> bytes:
     async def load() -> MessageStatsOut:
-        rows = await StatsRepository(session, church_id=auth.church_id).messages_by_day(days=days)
+        rows = await StatsRepository(
+            await open_session(), church_id=auth.church_id
+        ).messages_by_day(days=days)
         totals = StatusTotals(
             queued=sum(r.queued for r in rows),
             sending=sum(r.sending for r in rows),
