@@ -110,6 +110,9 @@ def create_app(settings: Settings | None = None, *, manage_engine: bool = True) 
         description=DESCRIPTION,
         openapi_tags=[{"name": tag} for tag in TAGS],
         lifespan=lifespan,
+        telemetry=None
+        if settings.opentelemetry
+        else {"tracing": False, "metrics": False, "logs": False},
     )
     # Routes are matched in registration order, one regex per route: the probes and the
     # busiest routers (webhooks, members, stats) come first. Prefixes never overlap, so the
