@@ -18,13 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from koinonia.config import Settings, get_settings
 from koinonia.db import engine as db_engine
 from koinonia.db.migrate import migrate
+from koinonia.db.outage import outage_cause
 from koinonia.kit import openapi
-from koinonia.kit.errors import (
-    DatabaseUnavailable,
-    InternalError,
-    KoinoniaError,
-    database_unavailable,
-)
+from koinonia.kit.errors import DatabaseUnavailable, InternalError, KoinoniaError
 from koinonia.kit.http import RequestPipeline
 from koinonia.kit.logging import configure_logging, log
 from koinonia.kit.store import get_store, init_store
@@ -216,7 +212,7 @@ class UnhandledErrors:
         self.log_outage = _OncePerCause()
 
     def __call__(self, exc: Exception, scope: Any) -> KoinoniaError:
-        cause = database_unavailable(exc)
+        cause = outage_cause(exc)
         if cause is not None:
             error = f"{type(exc).__name__}: {exc}"[:300]
             self.log_outage("database_unavailable", cause, error=error)
