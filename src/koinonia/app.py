@@ -186,7 +186,9 @@ class _OncePerCause:
     """Logs a recurring condition once per cause and then at most every `every_s` seconds, with
     how many occurrences went unlogged meanwhile: during an outage every request fails the same
     way, and a traceback per request made the API CPU-bound on logging (84 s outage, 13 s
-    latency)."""
+    latency). Not the worker's `DatabaseOutage` (once per outage, then `database_recovered`):
+    requests that succeed pass no sign to this log, so it cannot tell when an outage ends and
+    repeats after `every_s` instead."""
 
     def __init__(self, every_s: float = 60.0) -> None:
         self.every_s = every_s
