@@ -18,14 +18,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from koinonia.config import Settings, get_settings
 from koinonia.db import engine as db_engine
 from koinonia.db.migrate import migrate
+from koinonia.db.outage import outage_cause
 from koinonia.hot_reads import HotReads, error_response, hot_routes
 from koinonia.kit import openapi
-from koinonia.kit.errors import (
-    DatabaseUnavailable,
-    InternalError,
-    KoinoniaError,
-    database_unavailable,
-)
+from koinonia.kit.errors import DatabaseUnavailable, InternalError, KoinoniaError
 from koinonia.kit.http import RequestPipeline
 from koinonia.kit.logging import configure_logging, log
 from koinonia.kit.store import get_store, init_store
@@ -196,7 +192,9 @@ class _OncePerCause:
     """Logs a recurring condition once per cause and then at most every `every_s` seconds, with
     how many occurrences went unlogged meanwhile: during an outage every request fails the same
     way, and a traceback per request made the API CPU-bound on logging (84 s outage, 13 s
-    latency)."""
+    latency). Not the worker's `DatabaseOutage` (once per outage, then `database_recovered`):
+    requests that succeed pass no sign to this log, so it cannot tell when an outage ends and
+    repeats after `every_s` instead."""
 
     def __init__(self, every_s: float = 60.0) -> None:
         self.every_s = every_s
@@ -222,7 +220,7 @@ class UnhandledErrors:
         self.log_outage = _OncePerCause()
 
     def __call__(self, exc: Exception, scope: Any) -> KoinoniaError:
-        cause = database_unavailable(exc)
+        cause = outage_cause(exc)
         if cause is not None:
             error = f"{type(exc).__name__}: {exc}"[:300]
             self.log_outage("database_unavailable", cause, error=error)

@@ -30,7 +30,7 @@ async def post_report(
     if error_code is not None:
         params["ErrorCode"] = error_code
     signature = twilio_signature(
-        settings.public_url.rstrip("/") + TWILIO_STATUS,
+        settings.public_url + TWILIO_STATUS,
         params,
         settings.twilio_auth_token.get_secret_value(),
     )

@@ -16,11 +16,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from structlog.testing import capture_logs
 
+from db.outages import dbapi_error, driver_refusal
 from delivery.faults import DatabaseProxy, sessions
 from delivery.support import Broadcast, deliver_with, sent_phones, statuses
 from koinonia.config import Settings
 from koinonia.delivery.dispatcher import Dispatcher
-from koinonia.delivery.outage import DatabaseOutage, outage_cause
+from koinonia.delivery.outage import DatabaseOutage
 from koinonia.delivery.repository import Outcome
 from koinonia.delivery.worker import _pipeline, sweep
 from koinonia.sms.sandbox import RunningSandbox
@@ -166,43 +167,25 @@ async def test_while_the_database_is_down_nothing_is_claimed_or_sent_and_it_is_l
     assert len(sent_phones(sandbox)) == 5
 
 
-def test_outage_backs_off_exponentially_up_to_a_cap_and_logs_each_cause_once() -> None:
+async def test_outage_backs_off_exponentially_up_to_a_cap_and_logs_each_cause_once() -> None:
     outage = DatabaseOutage(base_s=0.1, max_s=1.0, clock=lambda: 0.0, rng=lambda: 1.0)
-    refused = ConnectionRefusedError(111, "refused")
+    refused = await driver_refusal()
     with capture_logs() as logs:
         delays = [outage.failed(refused, during="claim") for _ in range(6)]
-        assert outage.failed(_dbapi_error("57P01"), during="record") == 1.0
-        assert outage.failed(_dbapi_error("57P01"), during="record") == 1.0
+        assert outage.failed(dbapi_error("57P01"), during="record") == 1.0
+        assert outage.failed(dbapi_error("57P01"), during="record") == 1.0
         assert outage.down
         outage.succeeded()
         outage.succeeded()
     assert delays == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
     assert [(e["event"], e.get("cause")) for e in logs] == [
-        ("database_unavailable", "ConnectionRefusedError"),
-        ("database_unavailable", "57P01"),
+        ("database_unavailable", "connect_failed"),
+        ("database_unavailable", "sqlstate_57P01"),
         ("database_recovered", None),
     ]
     assert not outage.down
     # A bug or a constraint is not an outage: not retried as one, not logged as one.
     with capture_logs() as logs:
-        assert outage.failed(_dbapi_error("23505", IntegrityError), during="record") is None
+        assert outage.failed(dbapi_error("23505", IntegrityError), during="record") is None
         assert outage.failed(ValueError("bug"), during="record") is None
     assert logs == [] and not outage.down
-
-
-def test_outage_causes() -> None:
-    assert outage_cause(_dbapi_error("57P03")) == "57P03"  # starting up / shutting down
-    assert outage_cause(_dbapi_error("08006")) == "08006"
-    assert outage_cause(_dbapi_error("53300")) == "53300"  # too many connections
-    assert outage_cause(ConnectionResetError()) == "ConnectionResetError"
-    assert outage_cause(_dbapi_error("40P01")) is None  # a deadlock: retried, not an outage
-
-
-class _Orig(Exception):
-    def __init__(self, sqlstate: str) -> None:
-        super().__init__(sqlstate)
-        self.sqlstate = sqlstate
-
-
-def _dbapi_error(sqlstate: str, kind: type[DBAPIError] = DBAPIError) -> DBAPIError:
-    return kind("SELECT 1", {}, _Orig(sqlstate))

@@ -7,22 +7,21 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fixtures.factories import Tenant, make_branch, make_group, make_members, make_tenant
+from fixtures.factories import (
+    Tenant,
+    make_branch,
+    make_group,
+    make_members,
+    make_tenant,
+    rename_member,
+)
 
 URL = "/api/v1/groups"
 REPEATED = "{group_name}" * 36  # 432 characters, within the 480 a welcome text may have
 # UCS-2 (ā): 300 units + the group name + the first name; Telnyx takes 10 parts = 670 units.
 UCS2 = "ā" * 300 + "{group_name}{first_name}"
-
-
-async def _rename_member(session: AsyncSession, member_id: int, first: str) -> None:
-    await session.execute(
-        text("UPDATE members SET first_name = :f WHERE id = :m"), {"f": first, "m": member_id}
-    )
-    await session.commit()
 
 
 async def test_create_is_422_when_the_group_name_makes_the_welcome_too_long(
@@ -47,7 +46,7 @@ async def test_patch_checks_the_welcome_against_the_members_names(
     url = f"{URL}/{gid}"
     r = await client.patch(url, json={"welcome_text": UCS2}, headers=t.headers)
     assert r.status_code == 200, r.text  # 300 + 200 + "Member0": 507 units, 8 parts
-    await _rename_member(session, member, "😀" * 90)  # 180 UTF-16 units: 680, 11 parts
+    await rename_member(session, member, "😀" * 90)  # 180 UTF-16 units: 680, 11 parts
     r = await client.patch(url, json={"welcome_text": UCS2 + "!"}, headers=t.headers)
     assert r.status_code == 422, r.text
     reason = r.json()["fields"]["welcome_text"]

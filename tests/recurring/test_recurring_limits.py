@@ -7,10 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fixtures.factories import Tenant, make_branch, make_group, make_members, make_tenant
+from fixtures.factories import (
+    Tenant,
+    make_branch,
+    make_group,
+    make_members,
+    make_tenant,
+    rename_member,
+)
 
 URL = "/api/v1/recurring"
 LONG = "x" * 1585 + " {first_name}"  # 1,586 characters + the first name
@@ -27,20 +33,13 @@ def body(**over: Any) -> dict[str, Any]:
     }
 
 
-async def _rename(session: AsyncSession, member_id: int, first: str) -> None:
-    await session.execute(
-        text("UPDATE members SET first_name = :f WHERE id = :m"), {"f": first, "m": member_id}
-    )
-    await session.commit()
-
-
 async def test_create_is_422_when_a_name_in_the_audience_makes_it_too_long(
     client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
 ) -> None:
     [short, long_] = await make_members(session, tenant.church_id, 2)  # "Member0", "Member1"
     r = await client.post(URL, json=body(content=LONG), headers=tenant.headers)
     assert r.status_code == 201, r.text  # 1,593 characters
-    await _rename(session, long_, "Bartholomew-Alexander")  # 1,607
+    await rename_member(session, long_, "Bartholomew-Alexander")  # 1,607
     r = await client.post(URL, json=body(content=LONG), headers=tenant.headers)
     assert r.status_code == 422, r.text
     reason = r.json()["fields"]["content"]
@@ -56,7 +55,7 @@ async def test_telnyx_parts_are_checked_at_create(
 ) -> None:
     t = await make_tenant(session, sms_provider="telnyx")
     [mid] = await make_members(session, t.church_id, 1)
-    await _rename(session, mid, "Zoë" + "e" * 70)  # not GSM-7: the text becomes UCS-2
+    await rename_member(session, mid, "Zoë" + "e" * 70)  # not GSM-7: the text becomes UCS-2
     r = await client.post(URL, json=body(content="x" * 600 + "{first_name}"), headers=t.headers)
     assert r.status_code == 422, r.text
     assert "Telnyx accepts at most 10 (1 too many)" in r.json()["fields"]["content"]
@@ -87,7 +86,7 @@ async def test_patch_checks_new_content_and_new_target(
     )
     await make_members(session, tenant.church_id, 2, group_id=small)
     [long_] = await make_members(session, tenant.church_id, 1, group_id=big)
-    await _rename(session, long_, "Bartholomew-Alexander")
+    await rename_member(session, long_, "Bartholomew-Alexander")
     target = {"type": "groups", "ids": [small]}
     created = await client.post(URL, json=body(target=target), headers=tenant.headers)
     assert created.status_code == 201, created.text

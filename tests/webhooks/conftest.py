@@ -38,7 +38,7 @@ _ids = itertools.count(1)
 
 
 def public_url(path: str) -> str:
-    return get_settings().public_url.rstrip("/") + path
+    return get_settings().public_url + path
 
 
 @dataclass

@@ -310,7 +310,7 @@ async def test_a_twilio_signature_for_another_url_is_refused(
 ) -> None:
     sent = await db.sent_message(tenant.church_id)
     params = {"MessageSid": sent.provider_ids[0], "MessageStatus": "delivered"}
-    base = get_settings().public_url.rstrip("/")
+    base = get_settings().public_url
 
     for signed_url in [
         base + "/api/v1/webhooks/twilio/inbound",

@@ -1,10 +1,10 @@
 """Riding out a database outage in the worker: tell an outage from a bug, wait with backoff,
 log once per cause, say when it is over.
 
-A restart, failover or network cut of PostgreSQL shows up as refused or reset connections,
-"terminating connection due to administrator command" (57P01), "the database system is
-starting up / shutting down" (57P03), too many connections (53300) or an exhausted pool. None of
-them says anything about the work: the worker waits (exponential backoff with jitter, capped)
+What counts as an outage (a restart, failover or network cut of PostgreSQL: refused or lost
+connections, the server shutting down or starting up, too many connections, an exhausted pool)
+is decided by koinonia.db.outage, the same classifier the API's 503 uses. None of it says
+anything about the work: the worker waits (exponential backoff with jitter, capped)
 and tries again, and nothing it already obtained from a carrier is dropped meanwhile (see
 Dispatcher._record). Every loop of a worker process shares one `DatabaseOutage`, so a 10 s
 outage is one `database_unavailable` warning per cause and one `database_recovered`, not a
@@ -15,55 +15,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-
+from koinonia.db.outage import outage_cause
 from koinonia.kit.logging import log
 
-# SQLSTATEs that mean "the server is not there for us right now": class 08 (connection
-# exception), admin / crash shutdown, cannot connect now, too many connections.
-_OUTAGE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 # Conflicts between transactions: worth another try, but the database is fine.
 CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """The exception, what SQLAlchemy wrapped (`orig`) and its causes, each once."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        yield e
-        todo.extend([getattr(e, "orig", None), e.__cause__, e.__context__])
-
-
-def sqlstate(exc: BaseException) -> str | None:
-    for e in _chain(exc):
-        state = getattr(e, "sqlstate", None)
-        if isinstance(state, str):
-            return state
-    return None
-
-
-def outage_cause(exc: BaseException) -> str | None:
-    """A short name for why the database is unreachable, or None when `exc` is not an outage
-    (a bug, a constraint, a conflict: those must not be retried as if the server were away)."""
-    state = sqlstate(exc)
-    if state is not None and (state.startswith("08") or state in _OUTAGE_SQLSTATES):
-        return state
-    for e in _chain(exc):
-        if isinstance(e, OSError):  # refused, reset, unreachable, connect timeout
-            return type(e).__name__
-        if isinstance(e, PoolTimeoutError):
-            return "pool_timeout"
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return "connection_lost"
-    return None
 
 
 class DatabaseOutage:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -151,37 +152,38 @@ async def sweep(settings: Settings, outage: DatabaseOutage | None = None) -> int
     return requeued
 
 
-async def _schedule(settings: Settings, stop: asyncio.Event, outage: DatabaseOutage) -> None:
+async def _every(
+    period_s: float,
+    job: Callable[[], Awaitable[object]],
+    *,
+    stop: asyncio.Event,
+    outage: DatabaseOutage,
+    during: str,
+    failed_event: str,
+) -> None:
+    """Run `job` every `period_s` seconds until `stop`. A failure that is a database outage is
+    retried after the outage's backoff when that is sooner; any other is logged as
+    `failed_event`, with its traceback, and waits for the next period."""
+    while not stop.is_set():
+        delay = period_s
+        try:
+            await job()
+            outage.succeeded()
+        except Exception as exc:
+            if (backoff := outage.failed(exc, during=during)) is None:
+                log.exception(failed_event)
+            else:
+                delay = min(delay, backoff)
+        await _wait_any(stop, within=delay)
+
+
+async def _fire_schedules() -> None:
     """Fire due recurring messages and welcome texts (koinonia.delivery.scheduler); the
     messages they write NOTIFY the pipelines like any send."""
-    while not stop.is_set():
-        delay = settings.schedule_poll_s
-        try:
-            from koinonia.delivery.scheduler import fire_due_schedules, send_due_welcomes
+    from koinonia.delivery.scheduler import fire_due_schedules, send_due_welcomes
 
-            await fire_due_schedules()
-            await send_due_welcomes()
-            outage.succeeded()
-        except Exception as exc:
-            if (backoff := outage.failed(exc, during="delivery.schedules")) is None:
-                log.exception("delivery_schedules_failed")
-            else:
-                delay = min(delay, backoff)
-        await _wait_any(stop, within=delay)
-
-
-async def _maintain(settings: Settings, stop: asyncio.Event, outage: DatabaseOutage) -> None:
-    while not stop.is_set():
-        delay = settings.lease_sweep_s
-        try:
-            await sweep(settings, outage)
-            outage.succeeded()
-        except Exception as exc:
-            if (backoff := outage.failed(exc, during="delivery.sweep")) is None:
-                log.exception("delivery_sweep_failed")
-            else:
-                delay = min(delay, backoff)
-        await _wait_any(stop, within=delay)
+    await fire_due_schedules()
+    await send_due_welcomes()
 
 
 async def run_worker(
@@ -203,8 +205,28 @@ async def run_worker(
     wake = asyncio.Event()
     background = [
         asyncio.create_task(_listen(engine, wake, stop, dispatcher.outage), name="worker-listen"),
-        asyncio.create_task(_maintain(settings, stop, dispatcher.outage), name="worker-sweep"),
-        asyncio.create_task(_schedule(settings, stop, dispatcher.outage), name="worker-schedules"),
+        asyncio.create_task(
+            _every(
+                settings.lease_sweep_s,
+                lambda: sweep(settings, dispatcher.outage),
+                stop=stop,
+                outage=dispatcher.outage,
+                during="delivery.sweep",
+                failed_event="delivery_sweep_failed",
+            ),
+            name="worker-sweep",
+        ),
+        asyncio.create_task(
+            _every(
+                settings.schedule_poll_s,
+                _fire_schedules,
+                stop=stop,
+                outage=dispatcher.outage,
+                during="delivery.schedules",
+                failed_event="delivery_schedules_failed",
+            ),
+            name="worker-schedules",
+        ),
     ]
     log.info(
         "worker_started",
