@@ -223,7 +223,7 @@ class UnhandledErrors:
         cause = outage_cause(exc)
         if cause is not None:
             error = f"{type(exc).__name__}: {exc}"[:300]
-            self.log_outage("database_unavailable", cause, error=error)
+            self.log_outage("database_unavailable", cause, error=error, path=scope.get("path"))
             return DatabaseUnavailable(retry_after=DATABASE_RETRY_AFTER_S)
         log.error("unhandled_error", path=scope.get("path"), exc_info=exc)
         return InternalError("something went wrong on our side")
