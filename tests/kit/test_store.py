@@ -10,7 +10,15 @@ from collections.abc import AsyncIterator
 import pytest
 
 from fixtures.redis_servers import HungServer, refusing_url
-from koinonia.kit.store import FAILURES_TO_OPEN, MemoryStore, RedisStore, Store, StoreUnavailable
+from koinonia.kit.store import (
+    CONNECT_TIMEOUT_S,
+    FAILURES_TO_OPEN,
+    TIMEOUT_S,
+    MemoryStore,
+    RedisStore,
+    Store,
+    StoreUnavailable,
+)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -45,6 +53,18 @@ async def test_concurrent_reservations_never_pass_the_limit(store: Store) -> Non
     results = await asyncio.gather(*(store.reserve([("a", 5)], 60) for _ in range(60)))
     assert results.count(0) == 5
     assert await store.get("a") == b"5"
+
+
+def test_connections_get_longer_to_open_than_commands_to_answer() -> None:
+    # 60 concurrent reservations on a loaded CI machine timed out opening their connections at
+    # 0.5 s (the command timeout) and opened the breaker on a healthy Redis.
+    store = RedisStore("redis://127.0.0.1:1/0")
+    kwargs = store._redis.connection_pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (
+        TIMEOUT_S,
+        CONNECT_TIMEOUT_S,
+    )
+    assert CONNECT_TIMEOUT_S > TIMEOUT_S
 
 
 async def test_add_never_overwrites(store: Store) -> None:
