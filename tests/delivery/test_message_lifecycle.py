@@ -8,8 +8,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from structlog.testing import capture_logs
 
 from delivery.support import (
     Broadcast,
@@ -19,6 +21,8 @@ from delivery.support import (
     message_status,
 )
 from koinonia.config import Settings
+from koinonia.delivery.repository import DeliveryRepository
+from koinonia.delivery.worker import sweep
 from koinonia.sms.sandbox import RunningSandbox
 
 MakeSettings = Callable[..., Settings]
@@ -128,3 +132,74 @@ async def test_a_sent_message_cannot_be_cancelled(
     assert response.status_code == 409
     assert response.json()["error"] == "not_cancellable"
     assert await message_status(committed_session, b.message_id) == "sent"
+
+
+async def test_a_text_sent_again_reopens_its_message_and_restarts_the_report_wait(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+) -> None:
+    # A temporary failure reported after the report wait completed the message puts one text
+    # back in the queue (tests/webhooks/test_reported_failures.py takes that path): once it is
+    # sent again the message awaits its report, with no completion time and a fresh wait.
+    sandbox.carrier.update_config({"delivery_delay_ms": 60_000})
+    b = await broadcast(2)
+    settings = make_settings()
+    await deliver_with(settings, committed_session, b.message_id)
+    await committed_session.execute(
+        text("UPDATE messages SET sent_at = now() - interval '61 minutes' WHERE id = :m"),
+        {"m": b.message_id},
+    )
+    await committed_session.commit()
+    assert await complete_reported(committed_session, report_wait_s=3600) == [b.message_id]
+    await committed_session.execute(
+        text(
+            "UPDATE message_recipients SET status = 'queued', next_attempt_at = now(),"
+            " provider_message_id = NULL WHERE message_id = :m AND member_id = :member"
+        ),
+        {"m": b.message_id, "member": b.member_ids[0]},
+    )
+    await committed_session.commit()
+
+    await deliver_with(settings, committed_session, b.message_id)
+    row = (
+        await committed_session.execute(
+            text(
+                "SELECT status, completed_at, sent_at > now() - interval '1 minute' AS fresh"
+                " FROM messages WHERE id = :m"
+            ),
+            {"m": b.message_id},
+        )
+    ).one()
+    assert (row.status, row.completed_at, row.fresh) == ("sent", None, True)
+    assert await complete_reported(committed_session, report_wait_s=3600) == []
+
+
+async def test_a_failing_sweep_part_does_not_keep_messages_from_completing(
+    broadcast: MakeBroadcast,
+    make_settings: MakeSettings,
+    sandbox: RunningSandbox,
+    committed_session: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sandbox.carrier.update_config({"delivery_delay_ms": 60_000})
+    b = await broadcast(2)
+    settings = make_settings(report_wait_s=3600)
+    await deliver_with(settings, committed_session, b.message_id)
+    await committed_session.execute(
+        text("UPDATE messages SET sent_at = now() - interval '61 minutes' WHERE id = :m"),
+        {"m": b.message_id},
+    )
+    await committed_session.commit()
+
+    async def broken(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("a bug in the lease sweep")
+
+    monkeypatch.setattr(DeliveryRepository, "requeue_expired_leases", broken)
+    with capture_logs() as logs:
+        await sweep(settings)
+    assert [e.get("part") for e in logs if e["event"] == "delivery_sweep_part_failed"] == [
+        "requeue_leases"
+    ]
+    assert await message_status(committed_session, b.message_id) == "completed"

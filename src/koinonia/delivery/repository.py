@@ -32,8 +32,10 @@ Message statuses (the lifecycle `GET /messages/{id}` reports): `scheduled` / `qu
 (texts left to hand to the provider) → `sent` (all handed over; some still await their delivery
 report) → `completed` (every text final, or no report for `report_wait_s` after the message
 became `sent`); `cancelled` by an admin. The write-back moves a message to `sending`, `sent` or
-`completed`; `complete_reported_messages`, run by every worker's sweep, moves `sent` to
-`completed`. Both are set-based: one statement whatever the number of messages.
+`completed` (also one that was `completed`, when a delivery report re-queued one of its texts);
+`complete_reported_messages`, run by every worker's sweep, moves `sent` to `completed` (or back
+to `sending` when a text was re-queued). Both are set-based: one statement whatever the number
+of messages.
 """
 
 from __future__ import annotations
@@ -298,11 +300,13 @@ usage_add AS (
 UPDATE messages m
 SET status = CASE WHEN m.status = 'cancelled' THEN m.status
                   WHEN o.open THEN 'sending' WHEN o.awaiting THEN 'sent' ELSE 'completed' END,
-    sent_at = CASE WHEN m.status IN ('queued', 'scheduled', 'sending') AND NOT o.open
-                   THEN now() ELSE m.sent_at END,
-    completed_at = CASE WHEN m.status IN ('queued', 'scheduled', 'sending', 'sent')
-                             AND NOT o.open AND NOT o.awaiting
-                        THEN now() ELSE m.completed_at END,
+    -- The report wait counts from the last hand-over: a text re-queued by a temporary
+    -- failure and sent again restarts it (and re-opens a message completed meanwhile).
+    sent_at = CASE WHEN m.status <> 'cancelled' AND NOT o.open THEN now() ELSE m.sent_at END,
+    completed_at = CASE WHEN m.status = 'cancelled' THEN m.completed_at
+                        WHEN o.open OR o.awaiting THEN NULL
+                        WHEN m.status = 'completed' THEN m.completed_at
+                        ELSE now() END,
     total_segments = m.total_segments + b.segments
 FROM batch b
 CROSS JOIN LATERAL (

@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from koinonia.config import Settings
 from koinonia.db import engine as db_engine
+from koinonia.db.outage import outage_cause
 from koinonia.db.session import job_session
 from koinonia.delivery.dispatcher import Dispatcher
 from koinonia.delivery.outage import DatabaseOutage
@@ -122,33 +123,43 @@ async def _pipeline(
             wake.clear()
 
 
-async def sweep(settings: Settings, outage: DatabaseOutage | None = None) -> int:
+async def sweep(settings: Settings) -> int:
     """Requeue expired leases; complete messages whose delivery reports are all in (or overdue);
     apply delivery reports that were parked before their send was recorded and purge old ones.
-    Returns rows requeued. Each part in its own transaction, so one failing does not block the
-    others; an outage fails the first part and is left to the caller's backoff."""
-    async with job_session() as session:
-        requeued = await DeliveryRepository(session).requeue_expired_leases(
-            max_attempts=settings.max_attempts
-        )
-    if requeued:
-        log.warning("delivery_leases_requeued", rows=requeued)
-    async with job_session() as session:
-        await DeliveryRepository(session).complete_reported_messages(
-            report_wait_s=settings.report_wait_s
-        )
-    try:
-        from koinonia.webhooks.repository import (
-            DeliveryReportRepository,
-            purge_stale_pending_reports,
-        )
+    Returns rows requeued. Each part in its own transaction, so a part that fails (a bug, a
+    constraint) is logged and does not block the others; a database outage is raised at once
+    (the other parts would fail the same way) and left to the caller's backoff."""
+    from koinonia.webhooks.repository import DeliveryReportRepository, purge_stale_pending_reports
 
+    requeued = 0
+
+    async def requeue_leases() -> None:
+        nonlocal requeued
+        async with job_session() as session:
+            requeued = await DeliveryRepository(session).requeue_expired_leases(
+                max_attempts=settings.max_attempts
+            )
+        if requeued:
+            log.warning("delivery_leases_requeued", rows=requeued)
+
+    async def complete_messages() -> None:
+        async with job_session() as session:
+            await DeliveryRepository(session).complete_reported_messages(
+                report_wait_s=settings.report_wait_s
+            )
+
+    async def apply_pending_reports() -> None:
         async with job_session() as session:
             await DeliveryReportRepository(session).apply_matched_pending_reports()
             await purge_stale_pending_reports(session)
-    except Exception as exc:
-        if outage is None or outage.failed(exc, during="delivery.sweep") is None:
-            log.exception("pending_reports_sweep_failed")
+
+    for part in (requeue_leases, complete_messages, apply_pending_reports):
+        try:
+            await part()
+        except Exception as exc:
+            if outage_cause(exc) is not None:
+                raise
+            log.exception("delivery_sweep_part_failed", part=part.__name__)
     return requeued
 
 
@@ -208,7 +219,7 @@ async def run_worker(
         asyncio.create_task(
             _every(
                 settings.lease_sweep_s,
-                lambda: sweep(settings, dispatcher.outage),
+                lambda: sweep(settings),
                 stop=stop,
                 outage=dispatcher.outage,
                 during="delivery.sweep",
