@@ -59,6 +59,11 @@ def _wrapped(exc: BaseException) -> Iterator[BaseException]:
         current = orig if isinstance(orig, BaseException) else current.__cause__
 
 
+# Conflicts between transactions (deadlock detected, serialization failure): worth another
+# try, but the database is fine.
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
 def sqlstate(exc: BaseException) -> str | None:
     """The SQLSTATE the server (or the driver) gave, from `exc` or what it wraps."""
     for e in _wrapped(exc):

@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from koinonia.config import Settings
 from koinonia.db import engine as db_engine
 from koinonia.db import observe
-from koinonia.db.outage import sqlstate
-from koinonia.delivery.outage import CONFLICT_SQLSTATES, DatabaseOutage
+from koinonia.db.outage import CONFLICT_SQLSTATES, sqlstate
+from koinonia.delivery.outage import DatabaseOutage
 from koinonia.delivery.ratelimit import RateLimiter, build_rate_limiter
 from koinonia.delivery.repository import (
     FAILED,

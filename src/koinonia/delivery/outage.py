@@ -20,9 +20,6 @@ from collections.abc import Callable
 from koinonia.db.outage import outage_cause
 from koinonia.kit.logging import log
 
-# Conflicts between transactions: worth another try, but the database is fine.
-CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
-
 
 class DatabaseOutage:
     """The database's health as one worker process sees it; shared by all its loops."""

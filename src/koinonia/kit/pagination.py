@@ -28,7 +28,7 @@ from koinonia.kit.errors import ValidationFailed
 T = TypeVar("T")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+BIGINT_MAX = 2**63 - 1
 MALFORMED = "malformed cursor"
 
 

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from sqlalchemy.exc import DBAPIError
 
 from koinonia.db import observe
+from koinonia.db.outage import CONFLICT_SQLSTATES, sqlstate
 from koinonia.db.session import job_session
 from koinonia.kit.logging import log
 from koinonia.kit.metrics import REPORTS_DEFERRED
@@ -37,7 +38,6 @@ MAX_BATCH = 1000
 # How long reports wait before they are tried again when every one of them was left out of a
 # batch because the dispatcher was writing their texts back (a write-back takes milliseconds).
 DEFERRED_PAUSE_S = 0.01
-_RETRYABLE = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
 _ATTEMPTS = 3
 
 _Waiting = tuple[DeliveryReport, "asyncio.Future[ReportOutcome]"]
@@ -102,10 +102,8 @@ async def _store(batch: Sequence[DeliveryReport]) -> list[ReportOutcome | None]:
                 async with job_session() as session:
                     return await DeliveryReportRepository(session).record_delivery_reports(batch)
         except DBAPIError as exc:
-            code = getattr(exc.orig, "sqlstate", None) or getattr(
-                getattr(exc.orig, "__cause__", None), "sqlstate", None
-            )
-            if code not in _RETRYABLE or attempt == _ATTEMPTS:
+            code = sqlstate(exc)
+            if code not in CONFLICT_SQLSTATES or attempt == _ATTEMPTS:
                 raise
             log.info("status_report_batch_retry", reports=len(batch), sqlstate=code)
     raise AssertionError("unreachable")
