@@ -242,8 +242,7 @@ async def _enqueue_or_skip(
         # receive is skipped (logged as `*_skipped`, reason validation_error) rather than
         # created to fail for everyone. One recipient's longer name fails just that recipient,
         # at sending (delivery.dispatcher). No statement: the church is loaded already.
-        shortest = limits.plan(content, church.name)
-        limits.check_shortest(limits.provider_limit(church.sms_provider), shortest, field="content")
+        limits.check_content_alone(church.sms_provider, church.name, content, field="content")
         async with session.begin_nested():
             created = await enqueue(
                 session,

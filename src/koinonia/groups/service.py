@@ -80,8 +80,7 @@ async def _check_welcome_length(
         raise NotFound("church", church_id)
     content = welcome_content(welcome_text, group_name)
     if group_id is None:
-        limit = limits.provider_limit(church.sms_provider)
-        limits.check_shortest(limit, limits.plan(content, church.name), field="welcome_text")
+        limits.check_content_alone(church.sms_provider, church.name, content, field="welcome_text")
         return
     await check_provider_limit(
         session, church, content, "groups", [group_id], field="welcome_text", audience="group"

@@ -167,6 +167,12 @@ def check_shortest(limit: ProviderLimit, render: RenderPlan, *, field: str) -> N
     _over(limit, field, who, len(render.text), worst)
 
 
+def check_content_alone(sms_provider: str, church_name: str, content: str, *, field: str) -> None:
+    """`check_shortest` for content with the church's name filled in and no audience: a
+    template, a welcome text before its group has members, a schedule about to fire."""
+    check_shortest(provider_limit(sms_provider), plan(content, church_name), field=field)
+
+
 def check_text(limit: ProviderLimit, text: str, *, field: str) -> None:
     """422 on `field` when `text`, sent exactly as it is, exceeds the limit (exact count)."""
     info = count_segments(text)

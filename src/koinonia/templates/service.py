@@ -28,8 +28,7 @@ async def _check_length(session: AsyncSession, church_id: int, content: str) -> 
     church = await ChurchRepository(session, church_id=church_id).get()
     if church is None:
         raise NotFound("church", church_id)
-    render = limits.plan(content, church.name)
-    limits.check_shortest(limits.provider_limit(church.sms_provider), render, field="content")
+    limits.check_content_alone(church.sms_provider, church.name, content, field="content")
 
 
 async def list_templates(
