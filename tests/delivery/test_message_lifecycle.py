@@ -36,6 +36,15 @@ async def _get(client: httpx.AsyncClient, b: Broadcast) -> dict[str, object]:
     return body
 
 
+async def _handed_over_61_minutes_ago(session: AsyncSession, b: Broadcast) -> None:
+    """As if the last text went out 61 minutes ago: past the default hour of report wait."""
+    await session.execute(
+        text("UPDATE messages SET sent_at = now() - interval '61 minutes' WHERE id = :m"),
+        {"m": b.message_id},
+    )
+    await session.commit()
+
+
 async def test_a_message_is_sent_while_reports_are_awaited_and_completed_once_all_are_in(
     broadcast: MakeBroadcast,
     make_settings: MakeSettings,
@@ -80,11 +89,7 @@ async def test_overdue_reports_complete_a_message_and_its_texts_stay_sent(
     settings = make_settings()
     await deliver_with(settings, committed_session, overdue.message_id)
     await deliver_with(settings, committed_session, recent.message_id)
-    await committed_session.execute(
-        text("UPDATE messages SET sent_at = now() - interval '61 minutes' WHERE id = :m"),
-        {"m": overdue.message_id},
-    )
-    await committed_session.commit()
+    await _handed_over_61_minutes_ago(committed_session, overdue)
 
     assert await complete_reported(committed_session, report_wait_s=3600) == [overdue.message_id]
     assert await message_status(committed_session, overdue.message_id) == "completed"
@@ -147,11 +152,7 @@ async def test_a_text_sent_again_reopens_its_message_and_restarts_the_report_wai
     b = await broadcast(2)
     settings = make_settings()
     await deliver_with(settings, committed_session, b.message_id)
-    await committed_session.execute(
-        text("UPDATE messages SET sent_at = now() - interval '61 minutes' WHERE id = :m"),
-        {"m": b.message_id},
-    )
-    await committed_session.commit()
+    await _handed_over_61_minutes_ago(committed_session, b)
     assert await complete_reported(committed_session, report_wait_s=3600) == [b.message_id]
     await committed_session.execute(
         text(
@@ -187,11 +188,7 @@ async def test_a_failing_sweep_part_does_not_keep_messages_from_completing(
     b = await broadcast(2)
     settings = make_settings(report_wait_s=3600)
     await deliver_with(settings, committed_session, b.message_id)
-    await committed_session.execute(
-        text("UPDATE messages SET sent_at = now() - interval '61 minutes' WHERE id = :m"),
-        {"m": b.message_id},
-    )
-    await committed_session.commit()
+    await _handed_over_61_minutes_ago(committed_session, b)
 
     async def broken(*args: object, **kwargs: object) -> int:
         raise RuntimeError("a bug in the lease sweep")
