@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fixtures.factories import Tenant
+from fixtures.factories import SeedFor, Tenant
 from koinonia.webhooks import batching
 from koinonia.webhooks.repository import DeliveryReportRepository
 from koinonia.webhooks.schemas import DeliveryReport, ReportOutcome
@@ -19,9 +19,9 @@ WebhookDb = Any  # conftest: rows through SQL
 
 
 async def test_concurrent_reports_are_stored_together(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, count_statements: Any
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor, count_statements: Any
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, recipients=20)
+    sent = await seed(tenant).sent_message(recipients=20)
     with count_statements() as log:
         answers = await asyncio.gather(
             *(webhooks.twilio_status(sid, "delivered") for sid in sent.provider_ids)
@@ -32,9 +32,9 @@ async def test_concurrent_reports_are_stored_together(
 
 
 async def test_reports_for_one_id_in_one_batch_keep_the_highest_status(
-    db: WebhookDb, tenant: Tenant
+    db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, recipients=2)
+    sent = await seed(tenant).sent_message(recipients=2)
     known, unknown = sent.provider_ids[0], "SM-not-recorded-yet"
     outcomes = await DeliveryReportRepository(db.session).record_delivery_reports(
         [
