@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from fixtures.factories import Tenant, make_tenant
 from fixtures.redis_servers import HiccupProxy, real_redis_url
 from koinonia.auth import security, service
-from koinonia.config import get_settings
+from koinonia.config import Settings, get_settings
 from koinonia.db.session import job_session
 from koinonia.kit.store import RedisStore, Store, get_store, init_store, use_store
 
@@ -30,12 +30,9 @@ def session_id(tenant: Tenant) -> str:
 
 
 @pytest.fixture
-def cached_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+def cached_sessions(override_settings: Callable[..., Settings]) -> None:
     """The session cache on (the suite runs with it off), as in production."""
-    monkeypatch.setattr(
-        "koinonia.auth.deps.get_settings",
-        lambda: get_settings().model_copy(update={"auth_cache_ttl_s": 30.0}),
-    )
+    override_settings(auth_cache_ttl_s=30.0)
 
 
 class Watched:

@@ -16,7 +16,7 @@ import koinonia.kit.store as store_module
 from fixtures.factories import PASSWORD, Tenant
 from fixtures.redis_servers import HungServer, refusing_url
 from koinonia.auth import security
-from koinonia.config import get_settings
+from koinonia.config import Settings
 from koinonia.kit.store import MemoryStore, RedisStore, Store, get_store, use_store
 
 STORES = ["memory", "redis", "hung", "refused"]
@@ -98,12 +98,12 @@ async def test_concurrent_wrong_passwords_are_checked_at_most_up_to_the_limit(
 
 
 async def test_the_church_rate_limit_holds(
-    client: httpx.AsyncClient, tenant: Tenant, store: Store, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    store: Store,
+    override_settings: Callable[..., Settings],
 ) -> None:
-    monkeypatch.setattr(
-        "koinonia.auth.deps.get_settings",
-        lambda: get_settings().model_copy(update={"church_rate_limit_per_min": 3}),
-    )
+    override_settings(church_rate_limit_per_min=3)
     # 7 requests: even split across a minute boundary, one window holds 4 of them.
     codes = [
         (await client.get("/api/v1/auth/me", headers=tenant.headers)).status_code for _ in range(7)
