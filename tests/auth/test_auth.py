@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fixtures.factories import PASSWORD, Tenant, make_tenant
+from koinonia.config import Settings
 
 REGISTER = {
     "church_name": "St. Example",
@@ -149,17 +150,12 @@ async def test_cached_sessions_still_end_at_logout_and_removal(
     client: httpx.AsyncClient,
     session: AsyncSession,
     tenant: Tenant,
-    monkeypatch: pytest.MonkeyPatch,
+    override_settings: Callable[..., Settings],
     count_statements: Any,
 ) -> None:
     """With the session cache on, a known session costs no statement, and logout or removing
     the admin still ends it at once."""
-    from koinonia.config import get_settings
-
-    monkeypatch.setattr(
-        "koinonia.auth.deps.get_settings",
-        lambda: get_settings().model_copy(update={"auth_cache_ttl_s": 30.0}),
-    )
+    override_settings(auth_cache_ttl_s=30.0)
     assert (await client.get("/api/v1/auth/me", headers=tenant.headers)).status_code == 200
     with count_statements() as log:
         assert (await client.get("/api/v1/auth/me", headers=tenant.headers)).status_code == 200

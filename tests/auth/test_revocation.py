@@ -13,13 +13,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-import koinonia.kit.store as store_module
 from fixtures.factories import Tenant, make_tenant
 from fixtures.redis_servers import HiccupProxy, real_redis_url
 from koinonia.auth import security, service
-from koinonia.config import get_settings
+from koinonia.config import Settings, get_settings
 from koinonia.db.session import job_session
-from koinonia.kit.store import RedisStore, Store, get_store, init_store
+from koinonia.kit.store import RedisStore, Store, get_store, init_store, use_store
 
 
 class Boom(Exception):
@@ -31,12 +30,9 @@ def session_id(tenant: Tenant) -> str:
 
 
 @pytest.fixture
-def cached_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+def cached_sessions(override_settings: Callable[..., Settings]) -> None:
     """The session cache on (the suite runs with it off), as in production."""
-    monkeypatch.setattr(
-        "koinonia.auth.deps.get_settings",
-        lambda: get_settings().model_copy(update={"auth_cache_ttl_s": 30.0}),
-    )
+    override_settings(auth_cache_ttl_s=30.0)
 
 
 class Watched:
@@ -72,7 +68,7 @@ class Watched:
 @pytest.fixture
 def restore_store() -> Iterator[None]:
     yield
-    store_module._store = None
+    use_store(None)
 
 
 async def _ended_in_database(engine: AsyncEngine, sid: str) -> bool:
@@ -103,7 +99,7 @@ async def test_the_cache_learns_of_an_end_only_after_the_commit(
         if sid in ends:
             seen.append((sid, await _ended_in_database(engine, sid)))
 
-    store_module._store = Watched(get_store(), check)
+    use_store(Watched(get_store(), check))
     for who in (tenant, co):
         assert (await committed_client.get("/api/v1/auth/me", headers=who.headers)).is_success
     seen.clear()  # caching the live sessions (before their ends) is fine
@@ -126,7 +122,7 @@ async def test_a_rolled_back_logout_leaves_the_cache_alone(
     async def record(key: str) -> None:
         writes.append(key)
 
-    store_module._store = Watched(get_store(), record)
+    use_store(Watched(get_store(), record))
     with pytest.raises(Boom):
         async with job_session() as session:
             await service.logout(session, session_id(tenant))
@@ -154,7 +150,7 @@ async def test_a_request_that_read_the_session_before_the_logout_cannot_cache_it
             reached.set()
             await go.wait()
 
-    store_module._store = Watched(get_store(), hold_the_first)
+    use_store(Watched(get_store(), hold_the_first))
     reader = asyncio.create_task(committed_client.get("/api/v1/auth/me", headers=tenant.headers))
     await reached.wait()  # the reader has the live session in hand, not cached yet
     r = await committed_client.post("/api/v1/auth/logout", headers=tenant.headers)

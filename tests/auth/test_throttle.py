@@ -16,8 +16,8 @@ import koinonia.kit.store as store_module
 from fixtures.factories import PASSWORD, Tenant
 from fixtures.redis_servers import HungServer, refusing_url
 from koinonia.auth import security
-from koinonia.config import get_settings
-from koinonia.kit.store import MemoryStore, RedisStore, Store, get_store
+from koinonia.config import Settings
+from koinonia.kit.store import MemoryStore, RedisStore, Store, get_store, use_store
 
 STORES = ["memory", "redis", "hung", "refused"]
 
@@ -40,9 +40,9 @@ async def store(
     else:
         chosen = RedisStore(refusing_url(), prefix)
     previous = get_store()
-    store_module._store = chosen
+    use_store(chosen)
     yield chosen
-    store_module._store = previous
+    use_store(previous)
     await chosen.close()
 
 
@@ -98,12 +98,12 @@ async def test_concurrent_wrong_passwords_are_checked_at_most_up_to_the_limit(
 
 
 async def test_the_church_rate_limit_holds(
-    client: httpx.AsyncClient, tenant: Tenant, store: Store, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    store: Store,
+    override_settings: Callable[..., Settings],
 ) -> None:
-    monkeypatch.setattr(
-        "koinonia.auth.deps.get_settings",
-        lambda: get_settings().model_copy(update={"church_rate_limit_per_min": 3}),
-    )
+    override_settings(church_rate_limit_per_min=3)
     # 7 requests: even split across a minute boundary, one window holds 4 of them.
     codes = [
         (await client.get("/api/v1/auth/me", headers=tenant.headers)).status_code for _ in range(7)
@@ -122,7 +122,7 @@ async def test_a_broken_redis_costs_a_bounded_number_of_attempts(
     # No probe during the test (open_s): every attempt counted below is a request's.
     store = RedisStore(url if broken == "hung" else refusing_url(), "t:", open_s=3600)
     previous = get_store()
-    store_module._store = store
+    use_store(store)
     try:
         for path in ("/api/v1/auth/me", "/api/v1/stats/summary") * 15:
             assert (await client.get(path, headers=tenant.headers)).status_code == 200
@@ -135,5 +135,5 @@ async def test_a_broken_redis_costs_a_bounded_number_of_attempts(
         if broken == "hung":
             assert server.connections <= store_module.FAILURES_TO_OPEN
     finally:
-        store_module._store = previous
+        use_store(previous)
         await store.close()

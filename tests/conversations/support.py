@@ -81,11 +81,3 @@ async def stored_texts(session: AsyncSession, church_id: int) -> list[Any]:
         " FROM conversation_messages WHERE church_id = :c ORDER BY id"
     )
     return list((await session.execute(stmt, {"c": church_id})).all())
-
-
-async def set_church(session: AsyncSession, church_id: int, **values: Any) -> None:
-    sets = ", ".join(f"{k} = :{k}" for k in values)
-    await session.execute(
-        text(f"UPDATE churches SET {sets} WHERE id = :c"), {"c": church_id, **values}
-    )
-    await session.commit()

@@ -10,8 +10,8 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conversations.support import church_number, member_phone, messages, set_church, text_in
-from fixtures.factories import Tenant, make_members
+from conversations.support import church_number, member_phone, messages, text_in
+from fixtures.factories import Seeder, Tenant, make_members
 
 API = "/api/v1/conversations"
 
@@ -130,7 +130,7 @@ async def test_list_statements_do_not_grow_with_conversations(
 async def test_thread_newest_first_with_replies(
     client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
 ) -> None:
-    await set_church(session, tenant.church_id, conversation_mode="inbox")
+    await Seeder(session, tenant.church_id).update_church(conversation_mode="inbox")
     (member,), (conv,) = await _texting_members(session, tenant, 1, texts=3)
     r = await client.post(
         f"{API}/{conv}/reply", json={"body": "See you Sunday"}, headers=tenant.headers
@@ -155,9 +155,7 @@ async def test_inbox_reply_reaches_only_that_member_even_in_quiet_hours(
     client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
 ) -> None:
     # Quiet all day long: a broadcast would wait, a reply to the member's own text does not.
-    await set_church(
-        session,
-        tenant.church_id,
+    await Seeder(session, tenant.church_id).update_church(
         conversation_mode="inbox",
         quiet_hours_start=time(0, 0),
         quiet_hours_end=time(23, 59, 59),
@@ -199,7 +197,7 @@ async def test_group_chat_reply_goes_to_all_opted_in_with_church_name(
 async def test_reply_refusals(
     client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
 ) -> None:
-    await set_church(session, tenant.church_id, conversation_mode="inbox")
+    await Seeder(session, tenant.church_id).update_church(conversation_mode="inbox")
     (member, _bob), convs = await _texting_members(session, tenant, 2)
     # 409: the member opted out (inbox mode).
     await text_in(
@@ -211,7 +209,7 @@ async def test_reply_refusals(
     r = await client.post(f"{API}/{convs[0]}/reply", json={"body": "hi"}, headers=tenant.headers)
     assert r.status_code == 409 and r.json()["error"] == "member_opted_out"
     # 402: the month's texts are used up; nothing is written.
-    await set_church(session, tenant.church_id, plan="starter")
+    await Seeder(session, tenant.church_id).update_church(plan="starter")
     await session.execute(
         text(
             "INSERT INTO usage (church_id, month, texts) VALUES (:c, :m, 1000)"

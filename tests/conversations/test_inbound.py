@@ -16,11 +16,10 @@ from conversations.support import (
     member_phone,
     messages,
     provider_id,
-    set_church,
     stored_texts,
     text_in,
 )
-from fixtures.factories import Tenant, make_members
+from fixtures.factories import Seeder, Tenant, make_members
 from koinonia.conversations.inbound import DEFAULT_UNKNOWN_SENDER_REPLY, InboundResult
 from koinonia.conversations.keywords import Keyword
 
@@ -230,7 +229,7 @@ async def test_texts_count_on_one_conversation_and_reopen_it(
 
 
 async def test_inbox_mode_stores_without_relaying(session: AsyncSession, tenant: Tenant) -> None:
-    await set_church(session, tenant.church_id, conversation_mode="inbox")
+    await Seeder(session, tenant.church_id).update_church(conversation_mode="inbox")
     number = await church_number(session, tenant.church_id)
     alice, _bob = await make_members(session, tenant.church_id, 2)
     out = await text_in(session, to=number, sender=await member_phone(session, alice), body="hi")
@@ -243,7 +242,7 @@ async def test_inbox_mode_stores_without_relaying(session: AsyncSession, tenant:
 async def test_relay_over_quota_is_skipped_but_the_text_is_kept(
     session: AsyncSession, tenant: Tenant
 ) -> None:
-    await set_church(session, tenant.church_id, plan="starter")
+    await Seeder(session, tenant.church_id).update_church(plan="starter")
     now = datetime.now(UTC)
     await session.execute(
         text(
@@ -308,8 +307,8 @@ async def test_unknown_sender_gets_one_auto_reply_a_day(
 async def test_unknown_sender_reply_is_the_churchs_own(
     session: AsyncSession, tenant: Tenant
 ) -> None:
-    await set_church(
-        session, tenant.church_id, unknown_sender_reply="{church_name} here: call 555-0100."
+    await Seeder(session, tenant.church_id).update_church(
+        unknown_sender_reply="{church_name} here: call 555-0100."
     )
     number = await church_number(session, tenant.church_id)
     await text_in(session, to=number, sender=UNKNOWN, body="hi")

@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from fixtures.locks import lock_waiters
 from koinonia.config import get_settings
 from koinonia.sms.sandbox import RunningSandbox
 from koinonia.sms.signatures import TWILIO_SIGNATURE_HEADER, twilio_signature
@@ -76,19 +77,9 @@ class Blockers:
         self.open.remove(conn)
 
     async def lock_waiters(self, query: str = "", event: str = "") -> int:
-        """Backends of this database waiting for a lock, optionally only those running a
-        statement that contains `query`, or waiting for a lock of type `event` ('advisory',
-        'transactionid', 'tuple', ...)."""
+        """Backends of this database waiting for a lock (see fixtures.locks.lock_waiters)."""
         async with self.engine.connect() as conn:
-            n = await conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    " AND strpos(query, :query) > 0 AND (:event = '' OR wait_event = :event)"
-                ),
-                {"query": query, "event": event},
-            )
-        return int(n or 0)
+            return await lock_waiters(conn, query, event)
 
     async def close(self) -> None:
         for conn in list(self.open):

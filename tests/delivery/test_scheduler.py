@@ -1,32 +1,32 @@
 """The recurring scheduler against real commits: claims across transactions (SKIP LOCKED) are the
-point, so these tests use a committed church (fixtures/live.py) instead of the rolled-back
+point, so these tests use a committed church (fixtures/committed.py) instead of the rolled-back
 connection, and restrict the scheduler to it."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fixtures.live import LiveChurch, live_church
+from fixtures.factories import Seeder, SeedFor, Tenant
 from koinonia.delivery import scheduler
 from koinonia.delivery.scheduler import fire_due_schedules
 from koinonia.messages.service import billing_month
 
+MakeChurch = Callable[..., Awaitable[Tenant]]
+
 
 @pytest.fixture
-async def live(engine: AsyncEngine) -> AsyncIterator[LiveChurch]:
-    async with live_church(engine) as church:
-        yield church
+async def live(committed_tenants: MakeChurch, committed_seed: SeedFor) -> Seeder:
+    return committed_seed(await committed_tenants())
 
 
 async def add_schedule(
-    live: LiveChurch,
+    live: Seeder,
     *,
     due_in: timedelta = timedelta(seconds=-1),
     target_type: str = "all",
@@ -55,7 +55,7 @@ async def add_schedule(
     return int(rid)
 
 
-async def schedule_row(live: LiveChurch, rid: int) -> Any:
+async def schedule_row(live: Seeder, rid: int) -> Any:
     rows = await live.rows(
         "SELECT next_send_at, last_sent_at, is_active, now() AS now"
         " FROM recurring_messages WHERE id = :id",
@@ -64,7 +64,7 @@ async def schedule_row(live: LiveChurch, rid: int) -> Any:
     return rows[0]
 
 
-async def messages_of(live: LiveChurch, rid: int) -> list[Any]:
+async def messages_of(live: Seeder, rid: int) -> list[Any]:
     return await live.rows(
         "SELECT id, kind, content, status, recipient_count, skipped_opted_out, scheduled_at,"
         " created_by FROM messages WHERE recurring_id = :id ORDER BY id",
@@ -72,7 +72,7 @@ async def messages_of(live: LiveChurch, rid: int) -> list[Any]:
     )
 
 
-async def recipients_of(live: LiveChurch, message_id: int) -> list[int]:
+async def recipients_of(live: Seeder, message_id: int) -> list[int]:
     rows = await live.rows(
         "SELECT member_id FROM message_recipients WHERE message_id = :m ORDER BY member_id",
         m=message_id,
@@ -80,7 +80,7 @@ async def recipients_of(live: LiveChurch, message_id: int) -> list[int]:
     return [r[0] for r in rows]
 
 
-async def test_fires_once_to_the_target_and_advances(live: LiveChurch) -> None:
+async def test_fires_once_to_the_target_and_advances(live: Seeder) -> None:
     group = await live.group()
     members = await live.members(3, group_id=group)
     await live.members(1, group_id=group, consent="opted_out")
@@ -107,7 +107,7 @@ async def test_fires_once_to_the_target_and_advances(live: LiveChurch) -> None:
     assert len(await messages_of(live, rid)) == 1
 
 
-async def test_deactivated_and_future_schedules_never_fire(live: LiveChurch) -> None:
+async def test_deactivated_and_future_schedules_never_fire(live: Seeder) -> None:
     await live.members(2)
     paused = await add_schedule(live, active=False, due_in=timedelta(days=-2))
     future = await add_schedule(live, due_in=timedelta(minutes=5))
@@ -117,7 +117,7 @@ async def test_deactivated_and_future_schedules_never_fire(live: LiveChurch) -> 
     assert row.next_send_at < row.now and row.last_sent_at is None
 
 
-async def test_downtime_catch_up_fires_once(live: LiveChurch) -> None:
+async def test_downtime_catch_up_fires_once(live: Seeder) -> None:
     await live.members(2)
     rid = await add_schedule(live, due_in=timedelta(days=-3))
     assert await fire_due_schedules(church_id=live.church_id) == 1
@@ -127,7 +127,7 @@ async def test_downtime_catch_up_fires_once(live: LiveChurch) -> None:
     assert row.now < row.next_send_at <= row.now + timedelta(days=1)
 
 
-async def test_two_workers_fire_an_occurrence_once(live: LiveChurch) -> None:
+async def test_two_workers_fire_an_occurrence_once(live: Seeder) -> None:
     await live.members(2)
     rid = await add_schedule(live)
     results = await asyncio.gather(
@@ -137,7 +137,7 @@ async def test_two_workers_fire_an_occurrence_once(live: LiveChurch) -> None:
     assert len(await messages_of(live, rid)) == 1
 
 
-async def test_many_due_schedules_each_fire_once_in_its_own_unit(live: LiveChurch) -> None:
+async def test_many_due_schedules_each_fire_once_in_its_own_unit(live: Seeder) -> None:
     # Six schedules: with one tracked unit per schedule the N+1 detector (raising in tests)
     # stays quiet although the claim runs six times.
     await live.members(2)
@@ -150,62 +150,64 @@ async def test_many_due_schedules_each_fire_once_in_its_own_unit(live: LiveChurc
         assert len(await messages_of(live, rid)) == 1
 
 
-async def test_limit_bounds_one_call(live: LiveChurch) -> None:
+async def test_limit_bounds_one_call(live: Seeder) -> None:
     for i in range(3):
         await add_schedule(live, due_in=timedelta(minutes=-i - 1))
     assert await fire_due_schedules(limit=2, church_id=live.church_id) == 2
     assert await fire_due_schedules(limit=2, church_id=live.church_id) == 1
 
 
-async def test_over_quota_advances_without_a_message(engine: AsyncEngine) -> None:
-    async with live_church(engine, plan="starter") as live:
-        await live.members(2)
-        await live.execute(
-            "INSERT INTO usage (church_id, month, texts) VALUES (:c, :m, 1000)",
-            c=live.church_id,
-            m=billing_month(),
-        )
-        rid = await add_schedule(live)
-        assert await fire_due_schedules(church_id=live.church_id) == 0
-        assert await messages_of(live, rid) == []
-        row = await schedule_row(live, rid)
-        assert row.next_send_at > row.now and row.last_sent_at is None
-        used = await live.scalar("SELECT texts FROM usage WHERE church_id = :c", c=live.church_id)
-        assert used == 1000
-        # Skipped, not retried: nothing is due any more.
-        assert await fire_due_schedules(church_id=live.church_id) == 0
+async def test_over_quota_advances_without_a_message(
+    committed_tenants: MakeChurch, committed_seed: SeedFor
+) -> None:
+    live = committed_seed(await committed_tenants(plan="starter"))
+    await live.members(2)
+    await live.usage(billing_month(), 1000)
+    rid = await add_schedule(live)
+    assert await fire_due_schedules(church_id=live.church_id) == 0
+    assert await messages_of(live, rid) == []
+    row = await schedule_row(live, rid)
+    assert row.next_send_at > row.now and row.last_sent_at is None
+    used = await live.scalar("SELECT texts FROM usage WHERE church_id = :c", c=live.church_id)
+    assert used == 1000
+    # Skipped, not retried: nothing is due any more.
+    assert await fire_due_schedules(church_id=live.church_id) == 0
 
 
-async def test_no_sms_number_skips_and_advances(engine: AsyncEngine) -> None:
-    async with live_church(engine, sms_number=None) as live:
-        await live.members(1)
-        rid = await add_schedule(live)
-        assert await fire_due_schedules(church_id=live.church_id) == 0
-        assert await messages_of(live, rid) == []
-        row = await schedule_row(live, rid)
-        assert row.next_send_at > row.now
+async def test_no_sms_number_skips_and_advances(
+    committed_tenants: MakeChurch, committed_seed: SeedFor
+) -> None:
+    live = committed_seed(await committed_tenants(sms_number=None))
+    await live.members(1)
+    rid = await add_schedule(live)
+    assert await fire_due_schedules(church_id=live.church_id) == 0
+    assert await messages_of(live, rid) == []
+    row = await schedule_row(live, rid)
+    assert row.next_send_at > row.now
 
 
-async def test_quiet_hours_hold_the_message(engine: AsyncEngine) -> None:
+async def test_quiet_hours_hold_the_message(
+    committed_tenants: MakeChurch, committed_seed: SeedFor
+) -> None:
     local_now = datetime.now(UTC).astimezone(ZoneInfo("America/New_York"))
     start = (local_now - timedelta(hours=1)).time().replace(microsecond=0)
     end = (local_now + timedelta(hours=1)).time().replace(second=0, microsecond=0)
-    async with live_church(engine, quiet_hours_start=start, quiet_hours_end=end) as live:
-        await live.members(2)
-        rid = await add_schedule(live)
-        assert await fire_due_schedules(church_id=live.church_id) == 1
-        [message] = await messages_of(live, rid)
-        assert message.status == "scheduled"
-        release = message.scheduled_at.astimezone(ZoneInfo("America/New_York"))
-        assert release.time() == end
-        due = await live.scalar(
-            "SELECT min(next_attempt_at) FROM message_recipients WHERE message_id = :m",
-            m=message.id,
-        )
-        assert due == message.scheduled_at
+    live = committed_seed(await committed_tenants(quiet_hours_start=start, quiet_hours_end=end))
+    await live.members(2)
+    rid = await add_schedule(live)
+    assert await fire_due_schedules(church_id=live.church_id) == 1
+    [message] = await messages_of(live, rid)
+    assert message.status == "scheduled"
+    release = message.scheduled_at.astimezone(ZoneInfo("America/New_York"))
+    assert release.time() == end
+    due = await live.scalar(
+        "SELECT min(next_attempt_at) FROM message_recipients WHERE message_id = :m",
+        m=message.id,
+    )
+    assert due == message.scheduled_at
 
 
-async def test_invalid_stored_schedule_is_deactivated_not_retried(live: LiveChurch) -> None:
+async def test_invalid_stored_schedule_is_deactivated_not_retried(live: Seeder) -> None:
     await live.members(1)
     # A weekly row without its weekday (only possible by hand): it must not block the queue.
     broken = await live.scalar(
@@ -222,7 +224,7 @@ async def test_invalid_stored_schedule_is_deactivated_not_retried(live: LiveChur
 
 
 async def test_a_failing_schedule_is_skipped_not_blocking(
-    live: LiveChurch, monkeypatch: pytest.MonkeyPatch
+    live: Seeder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await live.members(1)
     poison = await add_schedule(live, due_in=timedelta(hours=-1))  # first in the queue
@@ -242,13 +244,13 @@ async def test_a_failing_schedule_is_skipped_not_blocking(
     assert row.next_send_at > row.now and row.last_sent_at is None
 
 
-async def test_a_text_no_one_could_receive_is_skipped_and_advances(live: LiveChurch) -> None:
+async def test_a_text_no_one_could_receive_is_skipped_and_advances(live: Seeder) -> None:
     """Saved when it fitted, the church renamed since: even with empty names the text is
     beyond the provider's limit, so the occurrence is skipped (logged), not created to fail for
     everyone; the schedule still advances (issue 10)."""
     await live.members(2)
     rid = await add_schedule(live, content="{church_name} " + "x" * 1500 + "{first_name}")
-    await live.execute("UPDATE churches SET name = :n WHERE id = :c", n="N" * 100, c=live.church_id)
+    await live.update_church(name="N" * 100)
     assert await fire_due_schedules(church_id=live.church_id) == 0
     assert await messages_of(live, rid) == []
     row = await schedule_row(live, rid)

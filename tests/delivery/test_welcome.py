@@ -1,31 +1,32 @@
-"""Welcome texts against real commits (a committed church, see fixtures/live.py): the queue is
+"""Welcome texts against real commits (a committed church, see fixtures/committed.py): the queue is
 `group_members.welcome_due_at`, claimed across transactions and across a restart."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fixtures.live import LiveChurch, live_church
+from fixtures.factories import Seeder, SeedFor, Tenant
 from koinonia.config import get_settings
 from koinonia.db import engine as db_engine
 from koinonia.delivery.scheduler import send_due_welcomes, welcome_content
 from koinonia.messages.service import billing_month
 
+MakeChurch = Callable[..., Awaitable[Tenant]]
+
 
 @pytest.fixture
-async def live(engine: AsyncEngine) -> AsyncIterator[LiveChurch]:
-    async with live_church(engine) as church:
-        yield church
+async def live(committed_tenants: MakeChurch, committed_seed: SeedFor) -> Seeder:
+    return committed_seed(await committed_tenants())
 
 
 async def join(
-    live: LiveChurch, group_id: int, member_ids: list[int], *, due_in: timedelta | None
+    live: Seeder, group_id: int, member_ids: list[int], *, due_in: timedelta | None
 ) -> None:
     """Memberships as the groups API writes them, with the welcome due `due_in` from now."""
     await live.execute(
@@ -38,7 +39,7 @@ async def join(
     )
 
 
-async def welcomes(live: LiveChurch) -> list[Any]:
+async def welcomes(live: Seeder) -> list[Any]:
     return await live.rows(
         "SELECT m.id, m.content, m.target_type, m.recipient_count,"
         " ARRAY(SELECT r.member_id FROM message_recipients r WHERE r.message_id = m.id"
@@ -48,7 +49,7 @@ async def welcomes(live: LiveChurch) -> list[Any]:
     )
 
 
-async def pending(live: LiveChurch) -> list[Any]:
+async def pending(live: Seeder) -> list[Any]:
     return await live.rows(
         "SELECT group_id, member_id, welcome_due_at > now() AS in_future FROM group_members"
         " WHERE church_id = :c AND welcome_due_at IS NOT NULL AND welcome_sent_at IS NULL"
@@ -60,7 +61,7 @@ async def pending(live: LiveChurch) -> list[Any]:
 DUE = timedelta(seconds=-1)
 
 
-async def test_one_welcome_with_the_group_name_sent_once(live: LiveChurch) -> None:
+async def test_one_welcome_with_the_group_name_sent_once(live: Seeder) -> None:
     group = await live.group(name="Youth", welcome_enabled=True)
     [member] = await live.members(1)
     await join(live, group, [member], due_in=DUE)
@@ -73,7 +74,7 @@ async def test_one_welcome_with_the_group_name_sent_once(live: LiveChurch) -> No
     assert await pending(live) == []
 
 
-async def test_custom_text_keeps_per_recipient_fields(live: LiveChurch) -> None:
+async def test_custom_text_keeps_per_recipient_fields(live: Seeder) -> None:
     text = "Hi {first_name|friend}, welcome to { group_name }! {group_name|x} meets Fridays."
     group = await live.group(name="Choir", welcome_enabled=True, welcome_text=text)
     members = await live.members(2)
@@ -84,7 +85,7 @@ async def test_custom_text_keeps_per_recipient_fields(live: LiveChurch) -> None:
     assert message.recipients == members
 
 
-async def test_opted_out_members_get_none(live: LiveChurch) -> None:
+async def test_opted_out_members_get_none(live: Seeder) -> None:
     group = await live.group(welcome_enabled=True)
     opted_in = await live.members(1)
     opted_out = await live.members(2, consent="opted_out")
@@ -100,7 +101,7 @@ async def test_opted_out_members_get_none(live: LiveChurch) -> None:
     assert len(await welcomes(live)) == 1
 
 
-async def test_disabled_group_and_future_welcomes(live: LiveChurch) -> None:
+async def test_disabled_group_and_future_welcomes(live: Seeder) -> None:
     off = await live.group(welcome_enabled=False)
     on = await live.group(welcome_enabled=True)
     members = await live.members(2)
@@ -112,7 +113,7 @@ async def test_disabled_group_and_future_welcomes(live: LiveChurch) -> None:
     assert (waiting.member_id, waiting.in_future) == (members[1], True)
 
 
-async def test_one_message_per_group_many_groups(live: LiveChurch) -> None:
+async def test_one_message_per_group_many_groups(live: Seeder) -> None:
     # Six groups in one batch: one tracked unit per group's message keeps the N+1 detector
     # (raising in tests) quiet while the claim and the marking stay single statements.
     groups = [await live.group(name=f"G{i}", welcome_enabled=True) for i in range(6)]
@@ -126,7 +127,7 @@ async def test_one_message_per_group_many_groups(live: LiveChurch) -> None:
     assert sorted(len(m.recipients) for m in sent) == [1, 1, 1, 1, 1, 7]
 
 
-async def test_batches_by_limit(live: LiveChurch) -> None:
+async def test_batches_by_limit(live: Seeder) -> None:
     group = await live.group(welcome_enabled=True)
     members = await live.members(5)
     await join(live, group, members, due_in=DUE)
@@ -135,7 +136,7 @@ async def test_batches_by_limit(live: LiveChurch) -> None:
     assert sorted(len(m.recipients) for m in await welcomes(live)) == [2, 3]
 
 
-async def test_two_workers_welcome_once(live: LiveChurch) -> None:
+async def test_two_workers_welcome_once(live: Seeder) -> None:
     group = await live.group(welcome_enabled=True)
     members = await live.members(3)
     await join(live, group, members, due_in=DUE)
@@ -147,21 +148,19 @@ async def test_two_workers_welcome_once(live: LiveChurch) -> None:
     assert sorted(r for m in sent for r in m.recipients) == members
 
 
-async def test_over_quota_is_marked_not_retried(engine: AsyncEngine) -> None:
-    async with live_church(engine, plan="starter") as live:
-        await live.execute(
-            "INSERT INTO usage (church_id, month, texts) VALUES (:c, :m, 1000)",
-            c=live.church_id,
-            m=billing_month(),
-        )
-        group = await live.group(welcome_enabled=True)
-        await join(live, group, await live.members(1), due_in=DUE)
-        assert await send_due_welcomes(church_id=live.church_id) == 1
-        assert await welcomes(live) == []
-        assert await pending(live) == []
+async def test_over_quota_is_marked_not_retried(
+    committed_tenants: MakeChurch, committed_seed: SeedFor
+) -> None:
+    live = committed_seed(await committed_tenants(plan="starter"))
+    await live.usage(billing_month(), 1000)
+    group = await live.group(welcome_enabled=True)
+    await join(live, group, await live.members(1), due_in=DUE)
+    assert await send_due_welcomes(church_id=live.church_id) == 1
+    assert await welcomes(live) == []
+    assert await pending(live) == []
 
 
-async def test_survives_a_restart(live: LiveChurch, engine: AsyncEngine) -> None:
+async def test_survives_a_restart(live: Seeder, engine: AsyncEngine) -> None:
     """The due time is a row: a process that starts after the member joined (new engine, new
     connections, nothing in memory) sends what is due and leaves what isn't due yet."""
     group = await live.group(name="Newcomers", welcome_enabled=True)

@@ -17,7 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fixtures.factories import Tenant, make_branch
 from koinonia.kit import cache
 from koinonia.kit.metrics import CACHE
-from koinonia.kit.store import MemoryStore, Store, StoreUnavailable, get_store, init_store
+from koinonia.kit.store import (
+    MemoryStore,
+    Store,
+    StoreUnavailable,
+    get_store,
+    init_store,
+    use_store,
+)
 
 
 class Counted:
@@ -213,9 +220,7 @@ async def test_models_are_stored_as_json(memory_store: Store) -> None:
 )
 async def test_store_failures_fall_back_to_the_loader(store: Store) -> None:
     init_store(None)
-    import koinonia.kit.store as store_module
-
-    store_module._store = store
+    use_store(store)
     try:
         loader = Counted({"ok": True})
         errors = metric("t.broken", "error")
@@ -307,10 +312,8 @@ class CountingStore(MemoryStore):
 async def test_a_cached_read_costs_one_store_round_trip(
     client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    import koinonia.kit.store as store_module
-
     store = CountingStore()
-    store_module._store = store  # replaced after the client fixture's init_store
+    use_store(store)  # replaced after the client fixture's init_store
     try:
         assert (await client.get("/api/v1/stats/summary", headers=tenant.headers)).is_success
         store.calls.clear()
@@ -319,7 +322,7 @@ async def test_a_cached_read_costs_one_store_round_trip(
         # this process's copy for that version.
         assert store.calls == ["get_many_and_incr"]
     finally:
-        store_module._store = MemoryStore()
+        use_store(MemoryStore())
 
 
 async def test_a_write_invalidates(
@@ -371,9 +374,7 @@ async def test_another_churchs_write_does_not_invalidate(
 async def test_broken_store_falls_back_to_the_database(
     client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant, store: Store
 ) -> None:
-    import koinonia.kit.store as store_module
-
-    store_module._store = store  # replaced after the client fixture's init_store
+    use_store(store)  # replaced after the client fixture's init_store
     errors = metric("stats.branches", "error")
     try:
         await make_branch(session, tenant.church_id, "Only")
@@ -388,5 +389,5 @@ async def test_broken_store_falls_back_to_the_database(
         assert [b["name"] for b in body["items"]] == ["Only", "Two"]
         assert metric("stats.branches", "error") == errors + 3
     finally:
-        store_module._store = MemoryStore()
+        use_store(MemoryStore())
     assert get_store() is not store

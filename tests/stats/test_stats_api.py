@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fixtures.factories import Tenant, make_tenant
+from fixtures.factories import SeedFor, Tenant, make_tenant
 
 API = "/api/v1/stats"
 
@@ -114,7 +114,7 @@ async def test_messages(client: httpx.AsyncClient, tenant: Tenant, dataset: Any)
 
 
 async def test_local_days_of_a_non_utc_church(
-    client: httpx.AsyncClient, session: AsyncSession, seed: Any
+    client: httpx.AsyncClient, session: AsyncSession, seed: SeedFor
 ) -> None:
     """Tokyo midnight is 15:00 UTC the day before: days are the church's, not UTC's."""
     tokyo = await make_tenant(session, timezone="Asia/Tokyo")
@@ -197,7 +197,7 @@ async def test_definitions_are_in_the_api_docs(client: httpx.AsyncClient) -> Non
 async def test_statements_flat_as_data_grows(
     client: httpx.AsyncClient,
     session: AsyncSession,
-    seed: Any,
+    seed: SeedFor,
     count_statements: Any,
     path: str,
     params: dict[str, int],

@@ -1,4 +1,4 @@
-"""Webhook fixtures: signed Twilio / Telnyx requests and sent messages with provider ids."""
+"""Webhook fixtures: signed Twilio / Telnyx requests, and the rows the webhooks act on."""
 
 from __future__ import annotations
 
@@ -158,57 +158,11 @@ def webhooks(client: httpx.AsyncClient) -> Webhooks:
 
 
 @dataclass
-class SentMessage:
-    message_id: int
-    provider_ids: list[str]  # one per recipient (member ids 1..n); "" where none is recorded
-
-
-@dataclass
 class WebhookDb:
-    """Rows the webhooks act on, written and read straight through SQL."""
+    """Rows the webhooks act on, read straight through SQL (written by the suite's seeder:
+    `seed(tenant).sent_message(...)`, fixtures/factories.py)."""
 
     session: AsyncSession
-
-    async def sent_message(
-        self,
-        church_id: int,
-        recipients: int = 1,
-        *,
-        status: str = "sending",
-        with_provider_ids: bool = True,
-    ) -> SentMessage:
-        """A message whose recipients (member ids 1..n) the dispatcher handed to the provider."""
-        message_id = (
-            await self.session.execute(
-                text(
-                    "INSERT INTO messages (church_id, content, kind, target_type, encoding,"
-                    " segments, status, recipient_count) VALUES (:c, 'Hello', 'broadcast',"
-                    " 'all', 'GSM-7', 1, 'sending', :n) RETURNING id"
-                ),
-                {"c": church_id, "n": recipients},
-            )
-        ).scalar_one()
-        tag = f"SM{message_id:08d}t{next(_ids):06d}"
-        await self.session.execute(
-            text(
-                "INSERT INTO message_recipients (message_id, member_id, church_id, phone, status,"
-                " provider_message_id, attempts, sent_at)"
-                " SELECT :m, i, :c, '+1202555' || lpad(i::text, 4, '0'), :status,"
-                " CASE WHEN :with_ids THEN :tag || 'x' || i END, 1, now()"
-                " FROM generate_series(1, :n) AS i"
-            ),
-            {
-                "m": message_id,
-                "c": church_id,
-                "n": recipients,
-                "status": status,
-                "with_ids": with_provider_ids,
-                "tag": tag,
-            },
-        )
-        await self.session.commit()
-        ids = [f"{tag}x{i}" if with_provider_ids else "" for i in range(1, recipients + 1)]
-        return SentMessage(int(message_id), ids)
 
     async def record_provider_id(self, message_id: int, member_id: int, provider_id: str) -> None:
         """What the dispatcher's write-back does for one recipient."""

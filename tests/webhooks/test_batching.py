@@ -7,9 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import pytest
-
-from fixtures.factories import Tenant
+from fixtures.factories import SeedFor, Tenant
 from koinonia.webhooks import batching
 from koinonia.webhooks.repository import DeliveryReportRepository
 from koinonia.webhooks.schemas import DeliveryReport, ReportOutcome
@@ -19,9 +17,9 @@ WebhookDb = Any  # conftest: rows through SQL
 
 
 async def test_concurrent_reports_are_stored_together(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, count_statements: Any
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor, count_statements: Any
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, recipients=20)
+    sent = await seed(tenant).sent_message(recipients=20)
     with count_statements() as log:
         answers = await asyncio.gather(
             *(webhooks.twilio_status(sid, "delivered") for sid in sent.provider_ids)
@@ -32,9 +30,9 @@ async def test_concurrent_reports_are_stored_together(
 
 
 async def test_reports_for_one_id_in_one_batch_keep_the_highest_status(
-    db: WebhookDb, tenant: Tenant
+    db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, recipients=2)
+    sent = await seed(tenant).sent_message(recipients=2)
     known, unknown = sent.provider_ids[0], "SM-not-recorded-yet"
     outcomes = await DeliveryReportRepository(db.session).record_delivery_reports(
         [
@@ -55,20 +53,17 @@ async def test_reports_for_one_id_in_one_batch_keep_the_highest_status(
     assert await db.pending_count() == 1
 
 
-async def test_a_failing_batch_is_retried_report_by_report(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_failing_batch_is_retried_report_by_report() -> None:
     batches: list[list[str]] = []
 
-    async def store(batch: Sequence[DeliveryReport]) -> list[ReportOutcome]:
+    async def store(batch: Sequence[DeliveryReport]) -> list[ReportOutcome | None]:
         batches.append([r.provider_message_id for r in batch])
         await asyncio.sleep(0)
         if any(r.provider_message_id == "bad" for r in batch):
             raise RuntimeError("cannot store 'bad'")
         return [ReportOutcome.APPLIED] * len(batch)
 
-    monkeypatch.setattr(batching, "_store", store)
-    writer = batching.ReportWriter()
+    writer = batching.ReportWriter(store=store)
     results = await asyncio.gather(
         *(writer.record(DeliveryReport("twilio", sid, "sent")) for sid in ("a", "bad", "c")),
         return_exceptions=True,
@@ -78,18 +73,15 @@ async def test_a_failing_batch_is_retried_report_by_report(
     assert batches[0] == ["a", "bad", "c"] and sorted(batches[1:]) == [["a"], ["bad"], ["c"]]
 
 
-async def test_a_report_is_answered_only_after_its_batch_commits(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_report_is_answered_only_after_its_batch_commits() -> None:
     storing, committed = asyncio.Event(), asyncio.Event()
 
-    async def store(batch: Sequence[DeliveryReport]) -> list[ReportOutcome]:
+    async def store(batch: Sequence[DeliveryReport]) -> list[ReportOutcome | None]:
         storing.set()
         await committed.wait()
         return [ReportOutcome.APPLIED] * len(batch)
 
-    monkeypatch.setattr(batching, "_store", store)
-    writer = batching.ReportWriter()
+    writer = batching.ReportWriter(store=store)
     answer = asyncio.ensure_future(writer.record(DeliveryReport("twilio", "x", "sent")))
     await asyncio.wait_for(storing.wait(), 30)  # its batch is being stored, not yet committed
     assert not answer.done()

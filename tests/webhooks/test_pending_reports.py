@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fixtures.factories import Tenant
+from fixtures.factories import SeedFor, Tenant
 from koinonia.webhooks.repository import DeliveryReportRepository, purge_stale_pending_reports
 
 Webhooks = Any  # conftest: posts signed provider webhooks
@@ -50,9 +50,14 @@ async def test_purge_deletes_only_reports_older_than_the_cutoff(
 
 
 async def test_matched_pending_reports_are_applied_forward_only_and_removed(
-    webhooks: Webhooks, session: AsyncSession, db: WebhookDb, tenant: Tenant, count_statements: Any
+    webhooks: Webhooks,
+    session: AsyncSession,
+    db: WebhookDb,
+    tenant: Tenant,
+    seed: SeedFor,
+    count_statements: Any,
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, 4, with_provider_ids=False)
+    sent = await seed(tenant).sent_message(4, with_provider_ids=False)
     # Reports beat the write-back for members 1-3; member 4's id is never reported.
     await webhooks.twilio_status("SMp1", "delivered")
     await webhooks.twilio_status("SMp2", "undelivered", ErrorCode="30003")

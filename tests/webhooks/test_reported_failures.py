@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fixtures.factories import Tenant, make_members
+from fixtures.factories import SeedFor, Tenant, make_members
 from koinonia.config import get_settings
 from koinonia.webhooks.repository import DeliveryReportRepository
 
@@ -28,9 +28,9 @@ async def _next_attempt_in_s(session: AsyncSession, message_id: int, member_id: 
 
 
 async def test_temporary_failure_codes_put_the_text_back_in_the_queue_with_backoff(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, session: AsyncSession
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor, session: AsyncSession
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, 5)
+    sent = await seed(tenant).sent_message(5)
     a, b, c, d, e = sent.provider_ids
 
     await webhooks.twilio_status(a, "failed", ErrorCode="30001", ErrorMessage="Queue overflow")
@@ -56,12 +56,12 @@ async def test_temporary_failure_codes_put_the_text_back_in_the_queue_with_backo
 
 
 async def test_a_later_report_for_the_failed_attempt_changes_nothing(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
     """The provider id names one attempt; once the text is re-queued the row no longer carries
     it, so a repeated or late report for that attempt is parked (and expires), never applied
     to the row or its next attempt."""
-    sent = await db.sent_message(tenant.church_id, 1)
+    sent = await seed(tenant).sent_message(1)
     (sid,) = sent.provider_ids
     await webhooks.twilio_status(sid, "failed", ErrorCode="30001")
     await webhooks.twilio_status(sid, "failed", ErrorCode="30001")  # the carrier retried it
@@ -73,9 +73,9 @@ async def test_a_later_report_for_the_failed_attempt_changes_nothing(
 
 
 async def test_a_temporary_failure_at_the_last_attempt_fails_for_good(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, session: AsyncSession
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor, session: AsyncSession
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, 2)
+    sent = await seed(tenant).sent_message(2)
     await session.execute(
         text("UPDATE message_recipients SET attempts = :n WHERE message_id = :m"),
         {"n": get_settings().max_attempts, "m": sent.message_id},
@@ -103,10 +103,10 @@ async def _members_consent(session: AsyncSession, member_ids: list[int]) -> list
 
 
 async def test_opt_out_codes_in_status_callbacks_opt_the_member_out(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, session: AsyncSession
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor, session: AsyncSession
 ) -> None:
     members = await make_members(session, tenant.church_id, 3)
-    sent = await db.sent_message(tenant.church_id, 3)
+    sent = await seed(tenant).sent_message(3)
     # The rows of this message belong to the three real members.
     await session.execute(
         text(
@@ -140,9 +140,9 @@ async def test_opt_out_codes_in_status_callbacks_opt_the_member_out(
 
 
 async def test_a_temporary_failure_of_a_cancelled_message_is_final(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, session: AsyncSession
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor, session: AsyncSession
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, 1)
+    sent = await seed(tenant).sent_message(1)
     await session.execute(
         text("UPDATE messages SET status = 'cancelled' WHERE id = :m"), {"m": sent.message_id}
     )
@@ -154,12 +154,12 @@ async def test_a_temporary_failure_of_a_cancelled_message_is_final(
 
 
 async def test_the_sweep_applies_parked_failures_like_the_webhook(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, session: AsyncSession
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor, session: AsyncSession
 ) -> None:
     """A parked report the write-back did not fold in (the worker's periodic sweep is the
     safety net) keeps its meaning: re-queue, or opt the member out."""
     members = await make_members(session, tenant.church_id, 2)
-    sent = await db.sent_message(tenant.church_id, 2, with_provider_ids=False)
+    sent = await seed(tenant).sent_message(2, with_provider_ids=False)
     await webhooks.twilio_status("SMretry", "failed", ErrorCode="30022")
     await webhooks.telnyx_status("tx-stop", "sending_failed", [{"code": 40300, "title": "STOP"}])
     assert await db.pending_count() == 2

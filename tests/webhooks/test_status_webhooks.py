@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from fixtures.factories import Tenant
+from fixtures.factories import SeedFor, Tenant
 from koinonia.auth.deps import settings as settings_dependency
 from koinonia.config import get_settings
 from koinonia.sms.signatures import generate_ed25519_keypair, twilio_signature
@@ -31,9 +31,9 @@ def webhooks_total(provider: str, kind: str, outcome: str) -> float:
 
 
 async def test_twilio_reports_move_a_recipient_forward_to_delivered(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, status="queued")
+    sent = await seed(tenant).sent_message(status="queued")
     sid = sent.provider_ids[0]
 
     for provider_status, ours in [
@@ -56,9 +56,9 @@ async def test_twilio_reports_move_a_recipient_forward_to_delivered(
 
 
 async def test_telnyx_reports_move_a_recipient_forward_to_delivered(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id)
+    sent = await seed(tenant).sent_message()
     message_id = sent.provider_ids[0]
 
     for provider_status, ours in [
@@ -78,9 +78,9 @@ async def test_telnyx_reports_move_a_recipient_forward_to_delivered(
 
 
 async def test_failures_keep_the_providers_error(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, 4)
+    sent = await seed(tenant).sent_message(4)
     a, b, c, d = sent.provider_ids
 
     await webhooks.twilio_status(a, "failed", ErrorCode="30008", ErrorMessage="Unknown error")
@@ -102,9 +102,9 @@ async def test_failures_keep_the_providers_error(
 
 
 async def test_a_late_report_never_moves_a_recipient_back(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, 2)
+    sent = await seed(tenant).sent_message(2)
     twilio_id, telnyx_id = sent.provider_ids
 
     assert (await webhooks.twilio_status(twilio_id, "delivered")).status_code == 200
@@ -122,9 +122,9 @@ async def test_a_late_report_never_moves_a_recipient_back(
 
 
 async def test_duplicate_reports_are_idempotent(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, 3)
+    sent = await seed(tenant).sent_message(3)
     stale_before = webhooks_total("twilio", "status", "stale")
 
     for _ in range(3):
@@ -141,9 +141,9 @@ async def test_duplicate_reports_are_idempotent(
 
 
 async def test_counts_follow_every_report(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, 6)
+    sent = await seed(tenant).sent_message(6)
     ids = sent.provider_ids
     assert await db.status_counts(sent.message_id) == {"sending": 6}
 
@@ -196,9 +196,9 @@ async def test_an_unknown_provider_id_is_kept_pending(
 
 
 async def test_a_report_that_beats_the_write_back_is_pending_until_the_id_is_recorded(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, 2, with_provider_ids=False)
+    sent = await seed(tenant).sent_message(2, with_provider_ids=False)
 
     # The carrier reports before the dispatcher wrote the provider id back.
     await webhooks.twilio_status("SMearly0001", "sent")
@@ -247,9 +247,14 @@ async def test_statuses_we_do_not_record_change_nothing_and_store_nothing(
 
 @pytest.mark.parametrize("recipients", [1, 2000])
 async def test_each_report_is_two_statements_whatever_the_data_size(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, count_statements: Any, recipients: int
+    webhooks: Webhooks,
+    db: WebhookDb,
+    tenant: Tenant,
+    seed: SeedFor,
+    count_statements: Any,
+    recipients: int,
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, recipients)
+    sent = await seed(tenant).sent_message(recipients)
     sid = sent.provider_ids[-1]
     cases = [
         lambda: webhooks.twilio_status(sid, "sent"),  # applied
@@ -274,9 +279,9 @@ async def test_each_report_is_two_statements_whatever_the_data_size(
 
 
 async def test_forged_twilio_reports_are_refused_and_change_nothing(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, count_statements: Any
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor, count_statements: Any
 ) -> None:
-    sent = await db.sent_message(tenant.church_id)
+    sent = await seed(tenant).sent_message()
     sid = sent.provider_ids[0]
     params = {"MessageSid": sid, "MessageStatus": "delivered"}
     forbidden_before = webhooks_total("twilio", "status", "forbidden")
@@ -306,9 +311,9 @@ async def test_forged_twilio_reports_are_refused_and_change_nothing(
 
 
 async def test_a_twilio_signature_for_another_url_is_refused(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id)
+    sent = await seed(tenant).sent_message()
     params = {"MessageSid": sent.provider_ids[0], "MessageStatus": "delivered"}
     base = get_settings().public_url
 
@@ -332,9 +337,9 @@ async def test_a_twilio_signature_for_another_url_is_refused(
 
 
 async def test_forged_telnyx_events_are_refused_and_change_nothing(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, count_statements: Any
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor, count_statements: Any
 ) -> None:
-    sent = await db.sent_message(tenant.church_id)
+    sent = await seed(tenant).sent_message()
     event = webhooks.telnyx_event(sent.provider_ids[0], "delivered")
     raw = orjson.dumps(event)
     other_key, _ = generate_ed25519_keypair()
@@ -362,9 +367,9 @@ async def test_forged_telnyx_events_are_refused_and_change_nothing(
 
 
 async def test_a_replayed_telnyx_event_with_a_stale_timestamp_is_refused(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id)
+    sent = await seed(tenant).sent_message()
     event = webhooks.telnyx_event(sent.provider_ids[0], "delivered")
     now = int(time.time())
 
@@ -380,9 +385,9 @@ async def test_a_replayed_telnyx_event_with_a_stale_timestamp_is_refused(
 
 
 async def test_a_telnyx_timestamp_of_hundreds_of_digits_is_refused_not_a_500(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id)
+    sent = await seed(tenant).sent_message()
     event = webhooks.telnyx_event(sent.provider_ids[0], "delivered")
     for digits in (309, 400):
         r = await webhooks.telnyx(event, timestamp=10 ** (digits - 1))
@@ -392,9 +397,9 @@ async def test_a_telnyx_timestamp_of_hundreds_of_digits_is_refused_not_a_500(
 
 
 async def test_without_a_telnyx_key_every_event_is_refused(
-    app: Any, webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    app: Any, webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id)
+    sent = await seed(tenant).sent_message()
     production = get_settings().model_copy(update={"env": "production", "telnyx_public_key": None})
     app.dependency_overrides[settings_dependency] = lambda: production
     try:
@@ -406,11 +411,11 @@ async def test_without_a_telnyx_key_every_event_is_refused(
 
 
 async def test_in_production_the_development_twilio_token_verifies_nothing(
-    app: Any, webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    app: Any, webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
     # Production settings that skipped validation (model_copy) still never trust the public
     # development token, and an unset token fails closed: 403, nothing stored.
-    sent = await db.sent_message(tenant.church_id)
+    sent = await seed(tenant).sent_message()
     for token in ("sandbox-auth-token", ""):
         production = get_settings().model_copy(
             update={"env": "production", "twilio_auth_token": SecretStr(token)}
@@ -444,9 +449,9 @@ async def test_in_production_the_development_twilio_token_verifies_nothing(
 
 
 async def test_a_configured_telnyx_key_replaces_the_sandbox_key(
-    app: Any, webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    app: Any, webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id)
+    sent = await seed(tenant).sent_message()
     key, public_b64 = generate_ed25519_keypair()
     configured = get_settings().model_copy(update={"telnyx_public_key": public_b64})
     app.dependency_overrides[settings_dependency] = lambda: configured
@@ -465,9 +470,9 @@ async def test_a_configured_telnyx_key_replaces_the_sandbox_key(
 
 
 async def test_malformed_twilio_forms_are_a_400(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id)
+    sent = await seed(tenant).sent_message()
     sid = sent.provider_ids[0]
     malformed_before = webhooks_total("twilio", "status", "malformed")
 
@@ -492,9 +497,9 @@ async def test_malformed_twilio_forms_are_a_400(
 
 
 async def test_malformed_telnyx_events_are_a_400(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id)
+    sent = await seed(tenant).sent_message()
     good = webhooks.telnyx_event(sent.provider_ids[0], "delivered")
     payload = good["data"]["payload"]
 
@@ -526,9 +531,9 @@ async def test_malformed_telnyx_events_are_a_400(
 
 
 async def test_odd_but_valid_error_fields_are_clipped_not_refused(
-    webhooks: Webhooks, db: WebhookDb, tenant: Tenant
+    webhooks: Webhooks, db: WebhookDb, tenant: Tenant, seed: SeedFor
 ) -> None:
-    sent = await db.sent_message(tenant.church_id, 2)
+    sent = await seed(tenant).sent_message(2)
     a, b = sent.provider_ids
     r = await webhooks.twilio_status(
         a, "failed", ErrorCode="9" * 50, ErrorMessage="nul\x00byte " + "x" * 5000

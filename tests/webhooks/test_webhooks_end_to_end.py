@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fixtures.factories import Seeder, SeedFor, Tenant
 from koinonia.app import create_app
 from koinonia.auth.deps import settings as settings_dependency
 from koinonia.config import Settings, get_settings
@@ -84,44 +85,16 @@ async def provider_http() -> AsyncIterator[HttpClient]:
 
 
 @pytest.fixture
-async def church(engine: AsyncEngine) -> AsyncIterator[int]:
+async def church(
+    committed_tenants: Callable[..., Awaitable[Tenant]], committed_seed: SeedFor
+) -> Seeder:
     """A committed church; deleting it cascades to its messages, recipients and counts."""
-    async with engine.begin() as conn:
-        church_id = (
-            await conn.execute(
-                text(
-                    "INSERT INTO churches (name, contact_email, sms_number, plan,"
-                    " subscription_status) VALUES ('E2E Church', 'e2e@example.org',"
-                    " '+13035559999', 'pro', 'active') RETURNING id"
-                )
-            )
-        ).scalar_one()
-    yield int(church_id)
-    async with engine.begin() as conn:
-        await conn.execute(text("DELETE FROM churches WHERE id = :c"), {"c": church_id})
+    return committed_seed(await committed_tenants())
 
 
-async def new_recipient(engine: AsyncEngine, church_id: int) -> int:
+async def new_recipient(church: Seeder) -> int:
     """A message with one recipient the dispatcher has claimed (status sending, no id yet)."""
-    async with engine.begin() as conn:
-        message_id = (
-            await conn.execute(
-                text(
-                    "INSERT INTO messages (church_id, content, kind, target_type, encoding,"
-                    " segments, status, recipient_count) VALUES (:c, 'Hello', 'broadcast',"
-                    " 'all', 'GSM-7', 1, 'sending', 1) RETURNING id"
-                ),
-                {"c": church_id},
-            )
-        ).scalar_one()
-        await conn.execute(
-            text(
-                "INSERT INTO message_recipients (message_id, member_id, church_id, phone, status)"
-                " VALUES (:m, 1, :c, '+15550100001', 'sending')"
-            ),
-            {"m": message_id, "c": church_id},
-        )
-    return int(message_id)
+    return await church.message(recipients={1: "sending"})
 
 
 async def write_back(engine: AsyncEngine, message_id: int, provider_id: str) -> None:
@@ -153,10 +126,10 @@ async def test_the_sandboxs_delivery_reports_reach_the_api_and_deliver_the_recip
     live_api: LiveApi,
     sandbox: RunningSandbox,
     provider_http: HttpClient,
-    church: int,
+    church: Seeder,
     provider: str,
 ) -> None:
-    message_id = await new_recipient(engine, church)
+    message_id = await new_recipient(church)
     adapter = build_provider(
         "sandbox" if provider == "twilio" else "telnyx",
         base_url=sandbox.base_url,
@@ -196,10 +169,10 @@ async def test_reports_that_beat_the_write_back_wait_in_pending(
     live_api: LiveApi,
     sandbox: RunningSandbox,
     provider_http: HttpClient,
-    church: int,
+    church: Seeder,
 ) -> None:
     sandbox.carrier.update_config({"delivery_delay_ms": 0, "undelivered_rate": 1.0})
-    message_id = await new_recipient(engine, church)
+    message_id = await new_recipient(church)
     adapter = build_provider(
         "sandbox",
         base_url=sandbox.base_url,

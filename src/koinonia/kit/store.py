@@ -436,6 +436,15 @@ def init_store(redis_url: str | None, prefix: str = "") -> Store:
     return _store
 
 
+def use_store(store: Store | None) -> Store | None:
+    """Make `store` the process's shared store (None: `get_store()` makes an in-process one
+    when next asked); returns the store it replaces. `init_store` builds one from settings;
+    this installs one already built (a test's stand-in)."""
+    global _store
+    previous, _store = _store, store
+    return previous
+
+
 def get_store() -> Store:
     global _store
     if _store is None:

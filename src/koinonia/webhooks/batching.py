@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.exc import DBAPIError
 
@@ -41,13 +41,17 @@ DEFERRED_PAUSE_S = 0.01
 _ATTEMPTS = 3
 
 _Waiting = tuple[DeliveryReport, "asyncio.Future[ReportOutcome]"]
+# Stores one batch in one transaction; None for a report left for the next batch.
+StoreBatch = Callable[[Sequence[DeliveryReport]], Awaitable[list[ReportOutcome | None]]]
 
 
 class ReportWriter:
-    """The one writer of a process (see the module docstring)."""
+    """The one writer of a process (see the module docstring); `store` writes one batch
+    (`store_reports` unless a test gives another)."""
 
-    def __init__(self, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, max_batch: int = MAX_BATCH, store: StoreBatch | None = None) -> None:
         self.max_batch = max_batch
+        self.store = store or store_reports
         self._waiting: list[_Waiting] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -68,7 +72,7 @@ class ReportWriter:
             del self._waiting[: self.max_batch]
             deferred: list[_Waiting] = []
             try:
-                outcomes = await _store([report for report, _ in batch])
+                outcomes = await self.store([report for report, _ in batch])
             except Exception as exc:
                 if len(batch) == 1:
                     _fail(batch, exc)
@@ -76,7 +80,7 @@ class ReportWriter:
                 log.warning("status_report_batch_failed", reports=len(batch), error=repr(exc))
                 for one in batch:
                     try:
-                        deferred += _resolve([one], await _store([one[0]]))
+                        deferred += _resolve([one], await self.store([one[0]]))
                     except Exception as one_exc:
                         _fail([one], one_exc)
             except BaseException:  # cancelled (shutdown): no answer will come, say so
@@ -95,7 +99,7 @@ class ReportWriter:
                     await asyncio.sleep(DEFERRED_PAUSE_S)
 
 
-async def _store(batch: Sequence[DeliveryReport]) -> list[ReportOutcome | None]:
+async def store_reports(batch: Sequence[DeliveryReport]) -> list[ReportOutcome | None]:
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             with observe.track("webhooks.status_reports"):
