@@ -24,7 +24,6 @@ from koinonia.kit.errors import (
     ValidationFailed,
 )
 from koinonia.kit.pagination import ID, CursorSpec
-from koinonia.kit.tenancy import lock_church
 from koinonia.members import service as members
 from koinonia.members.schemas import MemberOut
 from koinonia.messages import limits
@@ -112,7 +111,7 @@ async def get_group(session: AsyncSession, auth: AuthContext, group_id: int) -> 
 
 async def create_group(session: AsyncSession, auth: AuthContext, data: GroupIn) -> GroupOut:
     repo = GroupRepository(session, church_id=auth.church_id)
-    await lock_church(session, auth.church_id)
+    await ChurchRepository(session, church_id=auth.church_id).lock()
     await _check_branch_room(repo, auth, data.branch_id)
     await _check_welcome_length(session, auth.church_id, data.welcome_text, data.name, None)
     try:
@@ -129,7 +128,7 @@ async def update_group(
     values = data.model_dump(exclude_unset=True)
     group = None
     if "branch_id" in values:
-        await lock_church(session, auth.church_id)
+        await ChurchRepository(session, church_id=auth.church_id).lock()
         group = await repo.get(group_id)
         if group is None:
             raise NotFound("group", group_id)
