@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fixtures.live import LiveChurch, live_church
 from koinonia.config import get_settings
 from koinonia.db import engine as db_engine
-from koinonia.delivery.scheduler import send_due_welcomes, welcome_content
+from koinonia.delivery.scheduler import send_due_welcomes
+from koinonia.groups.service import welcome_content
 from koinonia.messages.service import billing_month
 
 

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import re
+
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth.context import AuthContext
 from koinonia.churches.repository import ChurchRepository
-from koinonia.delivery.scheduler import welcome_content
 from koinonia.groups.repository import GroupRepository, GroupRow
 from koinonia.groups.schemas import (
     GroupIn,
@@ -31,6 +32,17 @@ from koinonia.messages.service import check_provider_limit
 
 GROUPS_CURSOR = CursorSpec("groups", (ID,))
 GROUP_MEMBERS_CURSOR = CursorSpec("group_members", (ID,))
+
+
+DEFAULT_WELCOME = "Welcome to {group_name}!"
+_GROUP_NAME = re.compile(r"\{ *group_name *(?:\|([^{}]*))?\}")
+
+
+def welcome_content(welcome_text: str | None, group_name: str) -> str:
+    """The group's welcome text (or the default) with `{group_name}` filled in; the other merge
+    fields stay for the per-recipient render."""
+    template = welcome_text if welcome_text and welcome_text.strip() else DEFAULT_WELCOME
+    return _GROUP_NAME.sub(lambda _: group_name, template)
 
 
 def _out(row: GroupRow) -> GroupOut:
