@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
 from koinonia.kit.errors import KoinoniaError
-from koinonia.kit.phones import PhoneError, normalize_phones
+from koinonia.kit.phones import PhoneError
+from koinonia.members.import_phones import normalize_phones
 
 Encoding = Literal["utf-8", "utf-8-sig", "cp1252", "latin-1"]
 Severity = Literal["error", "warning"]
