@@ -2,7 +2,7 @@
 
 `parse_member_csv` turns the uploaded bytes into valid `ImportRow`s (ready for COPY into a staging
 table) and precise `RowError`s; `errors_csv` renders the downloadable report. Whole-file problems
-raise `ImportFileError` (a 422, or 413 when the file is too large).
+raise `ImportFileError` (a 422; its `ImportFileTooLarge` is the 413 when the file is too large).
 
 Decisions worth knowing (SPEC §4.1):
 
@@ -35,7 +35,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
-from koinonia.kit.errors import KoinoniaError
+from koinonia.kit.errors import KoinoniaError, PayloadTooLarge
 from koinonia.kit.phones import PhoneError
 from koinonia.members.import_phones import normalize_phones
 
@@ -83,7 +83,7 @@ class ParsedImport:
 
 
 class ImportFileError(KoinoniaError):
-    """The file as a whole cannot be imported; nothing in it is (422; 413 when too large).
+    """The file as a whole cannot be imported; nothing in it is (422; `ImportFileTooLarge`: 413).
 
     `field` is "file" (empty, binary, undecodable, too large, malformed CSV), "header" (no header,
     missing or ambiguous columns; `missing` lists the canonical names) or "rows" (too many).
@@ -91,15 +91,16 @@ class ImportFileError(KoinoniaError):
 
     status, code = 422, "invalid_import_file"
 
-    def __init__(
-        self, field: str, reason: str, *, missing: Sequence[str] = (), status: int = 422
-    ) -> None:
+    def __init__(self, field: str, reason: str, *, missing: Sequence[str] = ()) -> None:
         super().__init__(reason, fields={field: reason})
-        if status == 413:
-            self.status, self.code = 413, "payload_too_large"
         self.field = field
         self.reason = reason
         self.missing = tuple(missing)
+
+
+class ImportFileTooLarge(PayloadTooLarge, ImportFileError):
+    """The file is over the size limit: the API's one 413 (`PayloadTooLarge`: status and code)
+    with the import's `field` and `reason`."""
 
 
 # --- header aliases ---------------------------------------------------------------------------
@@ -527,10 +528,9 @@ class MemberCsvReader:
         max_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         if len(data) > max_bytes:
-            raise ImportFileError(
+            raise ImportFileTooLarge(
                 "file",
                 f"the file is {len(data):,} bytes, more than the {max_bytes:,} allowed: split it",
-                status=413,
             )
         text, self.encoding = _decode(data)
 
