@@ -29,12 +29,12 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
+from koinonia.kit.emails import normalize_email
 from koinonia.kit.errors import KoinoniaError, PayloadTooLarge
 from koinonia.kit.phones import PhoneError
 from koinonia.members.import_phones import normalize_phones
@@ -43,7 +43,6 @@ Encoding = Literal["utf-8", "utf-8-sig", "cp1252", "latin-1"]
 Severity = Literal["error", "warning"]
 
 MAX_NAME_LENGTH: Final = 100
-MAX_EMAIL_LENGTH: Final = 254
 MAX_FILE_BYTES: Final = 32 * 1024 * 1024
 # Error reports quote the offending cell; a swallowed-by-a-quote cell can be megabytes.
 MAX_REPORTED_VALUE: Final = 200
@@ -294,11 +293,6 @@ def _map_columns(header: list[str]) -> _Columns:
 
 # --- cells ------------------------------------------------------------------------------------
 
-# Local part without spaces or specials; domain labels of letters/digits/hyphens; alphabetic TLD.
-_EMAIL_RE: Final = re.compile(
-    r"[^@\s\"(),:;<>\[\]\\]{1,64}@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}"
-)
-
 
 def _clean_name(raw: str) -> str:
     """Trim, turn control characters and odd spaces into one space, drop invisible ones."""
@@ -349,7 +343,6 @@ def _check_rows(
     """
     width, first_at, last_at = columns.width, columns.first, columns.last
     phone_at, email_at, split_name = columns.phone, columns.email, columns.split_name
-    email_ok = _EMAIL_RE.fullmatch
     pending: list[_Pending] = []
     raw_phones: list[str] = []
     for row_number, row in records:
@@ -394,9 +387,9 @@ def _check_rows(
         email: str | None = None
         bad_email: str | None = None
         if email_raw:
-            if len(email_raw) <= MAX_EMAIL_LENGTH and email_ok(email_raw):
-                email = email_raw
-            else:
+            try:
+                email = normalize_email(email_raw)  # the API's check: POST /members agrees
+            except ValueError:
                 bad_email = email_raw
         if phone:
             # Numbers that went through a float (pandas, some Sheets exports) end in ".0".
