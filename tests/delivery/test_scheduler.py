@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fixtures.live import LiveChurch, live_church
+from koinonia.billing.repository import BILLING_MONTH
 from koinonia.delivery import scheduler
 from koinonia.delivery.scheduler import fire_due_schedules
-from koinonia.messages.service import billing_month
 
 
 @pytest.fixture
@@ -161,9 +161,8 @@ async def test_over_quota_advances_without_a_message(engine: AsyncEngine) -> Non
     async with live_church(engine, plan="starter") as live:
         await live.members(2)
         await live.execute(
-            "INSERT INTO usage (church_id, month, texts) VALUES (:c, :m, 1000)",
+            f"INSERT INTO usage (church_id, month, texts) VALUES (:c, {BILLING_MONTH}, 1000)",
             c=live.church_id,
-            m=billing_month(),
         )
         rid = await add_schedule(live)
         assert await fire_due_schedules(church_id=live.church_id) == 0

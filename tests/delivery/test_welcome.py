@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fixtures.live import LiveChurch, live_church
+from koinonia.billing.repository import BILLING_MONTH
 from koinonia.config import get_settings
 from koinonia.db import engine as db_engine
 from koinonia.delivery.scheduler import send_due_welcomes
 from koinonia.groups.service import welcome_content
-from koinonia.messages.service import billing_month
 
 
 @pytest.fixture
@@ -151,9 +151,8 @@ async def test_two_workers_welcome_once(live: LiveChurch) -> None:
 async def test_over_quota_is_marked_not_retried(engine: AsyncEngine) -> None:
     async with live_church(engine, plan="starter") as live:
         await live.execute(
-            "INSERT INTO usage (church_id, month, texts) VALUES (:c, :m, 1000)",
+            f"INSERT INTO usage (church_id, month, texts) VALUES (:c, {BILLING_MONTH}, 1000)",
             c=live.church_id,
-            m=billing_month(),
         )
         group = await live.group(welcome_enabled=True)
         await join(live, group, await live.members(1), due_in=DUE)
