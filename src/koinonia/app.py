@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from koinonia.config import Settings, get_settings
 from koinonia.db import engine as db_engine
+from koinonia.db import observe
 from koinonia.db.migrate import migrate
 from koinonia.db.outage import outage_cause
 from koinonia.hot_reads import HotReads, error_response, hot_routes
@@ -27,6 +28,8 @@ from koinonia.kit.logging import configure_logging, log
 from koinonia.kit.store import get_store, init_store
 
 API_PREFIX = "/api/v1"
+# The probes skip the request pipeline's admission gate: they must answer while it is full.
+PROBES = ("/healthz", "/readyz", "/metrics")
 # The order the API documentation lists its sections in (routes are registered in another
 # order, see create_app).
 TAGS = [
@@ -127,11 +130,14 @@ def create_app(settings: Settings | None = None, *, manage_engine: bool = True) 
         public_limit=settings.max_public_in_flight,
         webhook_prefix=f"{API_PREFIX}/webhooks/",
         public_paths=[f"{API_PREFIX}/auth/{name}" for name in ("login", "register", "refresh")],
+        exempt_paths=PROBES,
+        upload_suffix="/import",
         max_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
         body_timeout_s=settings.body_timeout_s,
         upload_timeout_s=settings.upload_timeout_s,
         on_error=UnhandledErrors(),
+        track=observe.track,
     )
     return app
 

@@ -15,7 +15,6 @@ import pytest
 from fixtures.factories import Seeder, SeedFor, Tenant
 from koinonia.delivery import scheduler
 from koinonia.delivery.scheduler import fire_due_schedules
-from koinonia.messages.service import billing_month
 
 MakeChurch = Callable[..., Awaitable[Tenant]]
 
@@ -162,7 +161,7 @@ async def test_over_quota_advances_without_a_message(
 ) -> None:
     live = committed_seed(await committed_tenants(plan="starter"))
     await live.members(2)
-    await live.usage(billing_month(), 1000)
+    await live.usage(1000)
     rid = await add_schedule(live)
     assert await fire_due_schedules(church_id=live.church_id) == 0
     assert await messages_of(live, rid) == []

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fixtures.factories import Seeder, SeedFor, Tenant
 from koinonia.config import get_settings
 from koinonia.db import engine as db_engine
-from koinonia.delivery.scheduler import send_due_welcomes, welcome_content
-from koinonia.messages.service import billing_month
+from koinonia.delivery.scheduler import send_due_welcomes
+from koinonia.groups.service import welcome_content
 
 MakeChurch = Callable[..., Awaitable[Tenant]]
 
@@ -152,7 +152,7 @@ async def test_over_quota_is_marked_not_retried(
     committed_tenants: MakeChurch, committed_seed: SeedFor
 ) -> None:
     live = committed_seed(await committed_tenants(plan="starter"))
-    await live.usage(billing_month(), 1000)
+    await live.usage(1000)
     group = await live.group(welcome_enabled=True)
     await join(live, group, await live.members(1), due_in=DUE)
     assert await send_due_welcomes(church_id=live.church_id) == 1

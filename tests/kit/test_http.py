@@ -11,7 +11,8 @@ import httpx
 from starlette.types import Message, Receive, Scope, Send
 
 from fixtures.factories import Tenant
-from koinonia.app import UnhandledErrors
+from koinonia.app import PROBES, UnhandledErrors
+from koinonia.db import observe
 from koinonia.kit.http import RequestPipeline
 
 
@@ -73,11 +74,14 @@ def _pipeline(app: Any, *, limit: int = 1) -> RequestPipeline:
         public_limit=1,
         webhook_prefix="/api/v1/webhooks/",
         public_paths=["/api/v1/auth/login"],
+        exempt_paths=PROBES,
+        upload_suffix="/import",
         max_bytes=1000,
         max_upload_bytes=1000,
         body_timeout_s=60,
         upload_timeout_s=60,
         on_error=UnhandledErrors(),
+        track=observe.track,
     )
 
 

@@ -4,16 +4,11 @@ seeder (the triggers fill message_status_counts and branch_member_counts as in p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from fixtures.factories import SeedFor, Tenant
-
-
-def this_month() -> date:
-    now = datetime.now(UTC)
-    return date(now.year, now.month, 1)
 
 
 @dataclass
@@ -66,5 +61,5 @@ async def dataset(seed: SeedFor, tenant: Tenant) -> Dataset:
     d.messages["old_to_B"] = await s.message(
         "branches", [b], {m4: "delivered"}, created_at=datetime.now(UTC) - timedelta(days=40)
     )
-    await s.usage(this_month(), 123, 130)
+    await s.usage(123, 130)
     return d

@@ -2,26 +2,26 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import EmailStr, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from koinonia.kit.schemas import In, Name, OptionalName, Out, Phone, TimeZone, Title
+from koinonia.kit.schemas import Email, In, Name, OptionalName, Out, Phone, TimeZone, Title
 
 Password = Annotated[str, StringConstraints(min_length=10, max_length=128)]
 
 
 class RegisterIn(In):
     church_name: Title
-    contact_email: EmailStr | None = Field(None, description="Defaults to the admin's email.")
+    contact_email: Email | None = Field(None, description="Defaults to the admin's email.")
     timezone: TimeZone = "America/New_York"
     sms_number: Phone | None = Field(None, description="The church's texting number (E.164).")
-    email: EmailStr = Field(description="The PRIMARY admin's login.")
+    email: Email = Field(description="The PRIMARY admin's login.")
     password: Password
     first_name: Name
     last_name: OptionalName = ""
 
 
 class LoginIn(In):
-    email: EmailStr
+    email: Email
     password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 

@@ -16,7 +16,6 @@ from koinonia.billing.schemas import (
     UsageOut,
 )
 from koinonia.kit.errors import ValidationFailed
-from koinonia.messages.service import billing_month
 
 # Years 1970-9999, as the API's other times (kit.schemas); the document states the pattern.
 MONTH_PATTERN = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"
@@ -43,8 +42,7 @@ def _remaining(limit: int | None, used: int) -> int | None:
 
 
 async def plan(session: AsyncSession, auth: AuthContext) -> BillingPlanOut:
-    month = billing_month()
-    row = await BillingRepository(session, church_id=auth.church_id).plan_usage(month)
+    row = await BillingRepository(session, church_id=auth.church_id).plan_usage()
     limits = auth.plan
     return BillingPlanOut(
         plan=auth.plan_name,
@@ -52,7 +50,7 @@ async def plan(session: AsyncSession, auth: AuthContext) -> BillingPlanOut:
         price_usd=PLANS[auth.plan_name].price_usd,
         status=auth.subscription_status,
         trial_ends_at=auth.trial_ends_at,
-        month=month_text(month),
+        month=month_text(row.month),
         limits=PlanLimits(
             branches=limits.branches,
             members=limits.members,
@@ -78,6 +76,6 @@ async def plan(session: AsyncSession, auth: AuthContext) -> BillingPlanOut:
 
 
 async def usage(session: AsyncSession, auth: AuthContext, month: str | None) -> UsageOut:
-    first_day = parse_month(month) if month is not None else billing_month()
+    first_day = parse_month(month) if month is not None else None
     row = await BillingRepository(session, church_id=auth.church_id).month_usage(first_day)
-    return UsageOut(month=month_text(first_day), texts=row.texts, segments=row.segments)
+    return UsageOut(month=month_text(row.month), texts=row.texts, segments=row.segments)

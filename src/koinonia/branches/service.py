@@ -7,10 +7,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koinonia.auth.context import AuthContext
 from koinonia.branches.repository import BranchRepository
 from koinonia.branches.schemas import BranchIn, BranchOut, BranchPatch
+from koinonia.churches.repository import ChurchRepository
 from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached
 from koinonia.kit.pagination import ID, CursorSpec
-from koinonia.kit.tenancy import lock_church
 from koinonia.models import Branch
 
 BRANCHES_CURSOR = CursorSpec("branches", (ID,))
@@ -50,7 +50,7 @@ async def create_branch(session: AsyncSession, auth: AuthContext, data: BranchIn
     repo = BranchRepository(session, church_id=auth.church_id)
     limit = auth.plan.branches
     if limit is not None:
-        await lock_church(session, auth.church_id)
+        await ChurchRepository(session, church_id=auth.church_id).lock()
         used = await repo.count()
         if used >= limit:
             raise PlanLimitReached("branches", limit=limit, usage=used)

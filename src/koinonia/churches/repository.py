@@ -22,6 +22,14 @@ class ChurchRepository:
     async def get(self) -> Church | None:
         return await self.session.get(Church, self.church_id)
 
+    async def lock(self) -> None:
+        """Hold the church's row lock until the transaction ends: concurrent creators of
+        branches, members, admins or sends for the same church queue here, so plan limits
+        (count, then insert) hold exactly."""
+        await self.session.execute(
+            text("SELECT 1 FROM churches WHERE id = :cid FOR UPDATE"), {"cid": self.church_id}
+        )
+
     async def update(self, values: dict[str, Any]) -> Church | None:
         stmt = update(Church).where(Church.id == self.church_id).values(**values).returning(Church)
         return (await self.session.execute(stmt)).scalar_one_or_none()

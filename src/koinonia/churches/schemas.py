@@ -3,11 +3,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import EmailStr, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from koinonia.kit.schemas import (
     ClockTime,
     ClockTimeOut,
+    Email,
     In,
     Name,
     OptionalName,
@@ -38,7 +39,7 @@ class ChurchOut(Out):
 
 class ChurchPatch(In):
     name: Title | None = None
-    contact_email: EmailStr | None = None
+    contact_email: Email | None = None
     timezone: TimeZone | None = None
     sms_number: Phone | None = None
     sms_provider: Literal["sandbox", "twilio", "telnyx"] | None = None
@@ -79,7 +80,7 @@ class AdminOut(Out):
 
 
 class AdminInvite(In):
-    email: EmailStr
+    email: Email
     first_name: Name
     last_name: OptionalName = ""
 

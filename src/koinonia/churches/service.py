@@ -13,7 +13,6 @@ from koinonia.churches.schemas import AdminInvite, AdminInvited, AdminOut, Churc
 from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached, ValidationFailed
 from koinonia.kit.pagination import ID, CursorSpec
-from koinonia.kit.tenancy import lock_church
 from koinonia.recurring.service import reschedule_church
 
 ADMINS_CURSOR = CursorSpec("admins", (ID,))
@@ -63,7 +62,7 @@ async def invite_admin(session: AsyncSession, auth: AuthContext, data: AdminInvi
     repo = AdminRepository(session, church_id=auth.church_id)
     limit = auth.plan.co_admins
     if limit is not None:
-        await lock_church(session, auth.church_id)
+        await ChurchRepository(session, church_id=auth.church_id).lock()
         used = await repo.count_co_admins()
         if used >= limit:
             raise PlanLimitReached("co-admins", limit=limit, usage=used)

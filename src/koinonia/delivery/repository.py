@@ -48,6 +48,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koinonia.billing.repository import billing_month_of
 from koinonia.config import Settings, get_settings
 
 # Outcomes the dispatcher reports per claimed recipient. "released" = claimed but never handed
@@ -280,7 +281,7 @@ GROUP BY rec.message_id
 # rows), not from the recipients: EXISTS over a million recipients of which none is open is a
 # full scan when the planner bets on finding one early.
 _FINISH = text(
-    """
+    f"""
 WITH batch AS (
     SELECT * FROM unnest(
         CAST(:message_ids AS bigint[]), CAST(:segments AS bigint[]), CAST(:refunds AS bigint[])
@@ -288,7 +289,7 @@ WITH batch AS (
 ),
 usage_add AS (
     INSERT INTO usage AS u (church_id, month, segments, texts)
-    SELECT m.church_id, CAST(date_trunc('month', m.created_at AT TIME ZONE 'UTC') AS date),
+    SELECT m.church_id, {billing_month_of("m.created_at")},
            sum(b.segments), -sum(b.refunds)
     FROM batch b JOIN messages m ON m.id = b.message_id
     WHERE b.segments > 0 OR b.refunds > 0

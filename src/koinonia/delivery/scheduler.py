@@ -21,18 +21,16 @@ else.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.billing.plans import effective_plan
 from koinonia.db import observe
 from koinonia.db.session import job_session
+from koinonia.groups.repository import DueWelcome, WelcomeQueue
+from koinonia.groups.service import welcome_content
 from koinonia.kit.errors import KoinoniaError, PlanLimitReached
 from koinonia.kit.logging import log
 from koinonia.kit.schedule import ScheduleError
@@ -41,9 +39,6 @@ from koinonia.messages.service import Enqueued, enqueue
 from koinonia.models import Church
 from koinonia.recurring.repository import ScheduleQueue
 from koinonia.recurring.service import next_send_at
-
-DEFAULT_WELCOME = "Welcome to {group_name}!"
-_GROUP_NAME = re.compile(r"\{ *group_name *(?:\|([^{}]*))?\}")
 
 __all__ = ["fire_due_schedules", "send_due_welcomes"]
 
@@ -108,70 +103,6 @@ async def _fire_one(session: AsyncSession, church_id: int | None) -> bool | None
 
 
 # --- welcome texts ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DueWelcome:
-    group_id: int
-    member_id: int
-    church_id: int
-    group_name: str
-    welcome_enabled: bool
-    welcome_text: str | None
-    opted_in: bool
-
-
-class WelcomeQueue:
-    """Memberships whose welcome text is due, for ALL churches (a worker serves every tenant)."""
-
-    _CLAIM = """
-        SELECT gm.group_id, gm.member_id, gm.church_id, g.name, g.welcome_enabled,
-               g.welcome_text, m.consent = 'opted_in'
-        FROM group_members gm
-        JOIN groups g ON g.id = gm.group_id
-        JOIN members m ON m.id = gm.member_id
-        WHERE gm.welcome_due_at <= now() AND gm.welcome_sent_at IS NULL {church_filter}
-        ORDER BY gm.welcome_due_at
-        LIMIT :limit
-        FOR UPDATE OF gm SKIP LOCKED
-    """
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def claim_due(self, *, limit: int, church_id: int | None = None) -> list[DueWelcome]:
-        """Lock up to `limit` due memberships no other worker holds (until the commit).
-        `church_id` narrows the queue to one church (tests share a database)."""
-        sql = self._CLAIM.format(
-            church_filter="AND gm.church_id = :church_id" if church_id is not None else ""
-        )
-        params: dict[str, Any] = {"limit": limit, "church_id": church_id}
-        rows = await self.session.execute(text(sql), params)
-        return [DueWelcome(*row) for row in rows]
-
-    async def churches(self, church_ids: Iterable[int]) -> dict[int, Church]:
-        stmt = select(Church).where(Church.id.in_(sorted(set(church_ids))))
-        return {c.id: c for c in (await self.session.execute(stmt)).scalars()}
-
-    async def mark_sent(self, due: list[DueWelcome]) -> None:
-        stmt = text(
-            "UPDATE group_members gm SET welcome_sent_at = now()"
-            " FROM unnest(:groups, :members) AS d(group_id, member_id)"
-            " WHERE gm.group_id = d.group_id AND gm.member_id = d.member_id"
-        ).bindparams(
-            bindparam("groups", type_=ARRAY(BigInteger)),
-            bindparam("members", type_=ARRAY(BigInteger)),
-        )
-        await self.session.execute(
-            stmt, {"groups": [d.group_id for d in due], "members": [d.member_id for d in due]}
-        )
-
-
-def welcome_content(welcome_text: str | None, group_name: str) -> str:
-    """The group's welcome text (or the default) with `{group_name}` filled in; the other merge
-    fields stay for the per-recipient render."""
-    template = welcome_text if welcome_text and welcome_text.strip() else DEFAULT_WELCOME
-    return _GROUP_NAME.sub(lambda _: group_name, template)
 
 
 async def send_due_welcomes(limit: int = 1000, *, church_id: int | None = None) -> int:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from koinonia.models import Branch, Group, GroupMember, Member
+from koinonia.models import Branch, Church, Group, GroupMember, Member
 
 GroupRow = Row[Group, int]  # (group, member_count)
 GroupRows = list[GroupRow]
@@ -183,3 +183,63 @@ class GroupRepository:
             .returning(GroupMember.member_id)
         )
         return (await self.session.execute(stmt)).first() is not None
+
+
+# --- welcome texts: the worker's queue (delivery.scheduler) -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DueWelcome:
+    group_id: int
+    member_id: int
+    church_id: int
+    group_name: str
+    welcome_enabled: bool
+    welcome_text: str | None
+    opted_in: bool
+
+
+class WelcomeQueue:
+    """Memberships whose welcome text is due, for ALL churches (a worker serves every tenant)."""
+
+    _CLAIM = """
+        SELECT gm.group_id, gm.member_id, gm.church_id, g.name, g.welcome_enabled,
+               g.welcome_text, m.consent = 'opted_in'
+        FROM group_members gm
+        JOIN groups g ON g.id = gm.group_id
+        JOIN members m ON m.id = gm.member_id
+        WHERE gm.welcome_due_at <= now() AND gm.welcome_sent_at IS NULL {church_filter}
+        ORDER BY gm.welcome_due_at
+        LIMIT :limit
+        FOR UPDATE OF gm SKIP LOCKED
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def claim_due(self, *, limit: int, church_id: int | None = None) -> list[DueWelcome]:
+        """Lock up to `limit` due memberships no other worker holds (until the commit).
+        `church_id` narrows the queue to one church (tests share a database)."""
+        sql = self._CLAIM.format(
+            church_filter="AND gm.church_id = :church_id" if church_id is not None else ""
+        )
+        params: dict[str, Any] = {"limit": limit, "church_id": church_id}
+        rows = await self.session.execute(text(sql), params)
+        return [DueWelcome(*row) for row in rows]
+
+    async def churches(self, church_ids: Iterable[int]) -> dict[int, Church]:
+        stmt = select(Church).where(Church.id.in_(sorted(set(church_ids))))
+        return {c.id: c for c in (await self.session.execute(stmt)).scalars()}
+
+    async def mark_sent(self, due: list[DueWelcome]) -> None:
+        stmt = text(
+            "UPDATE group_members gm SET welcome_sent_at = now()"
+            " FROM unnest(:groups, :members) AS d(group_id, member_id)"
+            " WHERE gm.group_id = d.group_id AND gm.member_id = d.member_id"
+        ).bindparams(
+            bindparam("groups", type_=ARRAY(BigInteger)),
+            bindparam("members", type_=ARRAY(BigInteger)),
+        )
+        await self.session.execute(
+            stmt, {"groups": [d.group_id for d in due], "members": [d.member_id for d in due]}
+        )

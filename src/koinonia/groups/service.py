@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import re
+
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth.context import AuthContext
 from koinonia.churches.repository import ChurchRepository
-from koinonia.delivery.scheduler import welcome_content
 from koinonia.groups.repository import GroupRepository, GroupRow
 from koinonia.groups.schemas import (
     GroupIn,
@@ -24,7 +25,6 @@ from koinonia.kit.errors import (
     ValidationFailed,
 )
 from koinonia.kit.pagination import ID, CursorSpec
-from koinonia.kit.tenancy import lock_church
 from koinonia.members import service as members
 from koinonia.members.schemas import MemberOut
 from koinonia.messages import limits
@@ -32,6 +32,17 @@ from koinonia.messages.service import check_provider_limit
 
 GROUPS_CURSOR = CursorSpec("groups", (ID,))
 GROUP_MEMBERS_CURSOR = CursorSpec("group_members", (ID,))
+
+
+DEFAULT_WELCOME = "Welcome to {group_name}!"
+_GROUP_NAME = re.compile(r"\{ *group_name *(?:\|([^{}]*))?\}")
+
+
+def welcome_content(welcome_text: str | None, group_name: str) -> str:
+    """The group's welcome text (or the default) with `{group_name}` filled in; the other merge
+    fields stay for the per-recipient render."""
+    template = welcome_text if welcome_text and welcome_text.strip() else DEFAULT_WELCOME
+    return _GROUP_NAME.sub(lambda _: group_name, template)
 
 
 def _out(row: GroupRow) -> GroupOut:
@@ -112,7 +123,7 @@ async def get_group(session: AsyncSession, auth: AuthContext, group_id: int) -> 
 
 async def create_group(session: AsyncSession, auth: AuthContext, data: GroupIn) -> GroupOut:
     repo = GroupRepository(session, church_id=auth.church_id)
-    await lock_church(session, auth.church_id)
+    await ChurchRepository(session, church_id=auth.church_id).lock()
     await _check_branch_room(repo, auth, data.branch_id)
     await _check_welcome_length(session, auth.church_id, data.welcome_text, data.name, None)
     try:
@@ -129,7 +140,7 @@ async def update_group(
     values = data.model_dump(exclude_unset=True)
     group = None
     if "branch_id" in values:
-        await lock_church(session, auth.church_id)
+        await ChurchRepository(session, church_id=auth.church_id).lock()
         group = await repo.get(group_id)
         if group is None:
             raise NotFound("group", group_id)

@@ -5,9 +5,10 @@ stacked middlewares: each layer cost a coroutine frame and a `send` wrapper per 
 a cached read):
 
 1. Body: a request that carries one (`Content-Length` > 0 or `Transfer-Encoding`) is read whole
-   BEFORE admission, within `body_timeout_s` (`upload_timeout_s` for `.../import`); a client
-   that does not send it in time is answered 408 and its connection closed. A body over
-   `max_bytes` (`max_upload_bytes` for `.../import`) is refused with 413, by `Content-Length`
+   BEFORE admission, within `body_timeout_s` (`upload_timeout_s` for paths ending in
+   `upload_suffix`, the app's `/import`); a client that does not send it in time is answered
+   408 and its connection closed. A body over `max_bytes` (`max_upload_bytes` for uploads) is
+   refused with 413 (`kit.errors.PayloadTooLarge`), by `Content-Length`
    or while it streams; a client that disconnects mid-body is logged as status 499, nothing is
    answered and nothing is an error. Reading first is what keeps a slot from being held by a
    client that is not sending: 64 connections announcing a megabyte and sending a few bytes
@@ -20,13 +21,14 @@ a cached read):
    (`webhook_prefix`) and the unauthenticated auth endpoints (`public_paths`: login, register,
    refresh) have gates of their own: delivery reports never queue behind user traffic (carriers
    give up after 5-15 s), and a flood of logins cannot take the slots of signed-in users.
-   Health and metrics skip admission.
+   `exempt_paths` (the app's health and metrics probes) skip admission.
 3. Errors: an exception no handler took becomes the answer `on_error` makes of it (a JSON 500,
    or a 503 for a database outage), sent here, so the connection stays usable: Starlette's
    own last-resort handler re-raises after answering, and uvicorn then drops the keep-alive
    connection, failing the client's next request too.
 4. Observability: request id (`X-Request-Id`, taken from the request when printable), statement
-   count and database time per request (`db.observe.track`), returned in `Server-Timing`,
+   count and database time per request (`track`, the app's `db.observe.track`), returned in
+   `Server-Timing`,
    exported as metrics and logged as one `request` event per request.
 5. Cache invalidation: a successful authenticated write (POST/PUT/PATCH/DELETE answered below
    400 after `current_auth` put the church in `request.state.church_id`) invalidates its
@@ -44,25 +46,34 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Collection
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import orjson
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bind_contextvars, unbind_contextvars
 
-from koinonia.db import observe
 from koinonia.kit import metrics
 from koinonia.kit.cache import WRITE_METHODS, invalidate_church
 from koinonia.kit.deadlines import Deadlines
-from koinonia.kit.errors import KoinoniaError
+from koinonia.kit.errors import KoinoniaError, PayloadTooLarge
 from koinonia.kit.logging import log_request
 
-EXEMPT_FROM_ADMISSION = frozenset({"/healthz", "/readyz", "/metrics"})
 # Logged (and counted) for a client that went away before it was answered: nginx's code.
 CLIENT_CLOSED = 499
 
 ErrorAnswer = Callable[[Exception, Scope], KoinoniaError]
+
+
+class UnitStats(Protocol):
+    """What `track` counts for one request: its statements and their database time."""
+
+    count: int
+    db_seconds: float
+
+
+Track = Callable[[str], AbstractContextManager[UnitStats]]
 
 
 def _json_error(
@@ -87,11 +98,14 @@ class RequestPipeline:
         public_limit: int,
         webhook_prefix: str,
         public_paths: Collection[str],
+        exempt_paths: Collection[str],
+        upload_suffix: str,
         max_bytes: int,
         max_upload_bytes: int,
         body_timeout_s: float,
         upload_timeout_s: float,
         on_error: ErrorAnswer,
+        track: Track,
     ) -> None:
         self.app = app
         self.gate = asyncio.Semaphore(limit)
@@ -99,9 +113,10 @@ class RequestPipeline:
         self.public_gate = asyncio.Semaphore(public_limit)
         self.webhook_prefix = webhook_prefix
         self.public_paths = frozenset(public_paths)
+        self.exempt_paths, self.upload_suffix = frozenset(exempt_paths), upload_suffix
         self.max_bytes, self.max_upload_bytes = max_bytes, max_upload_bytes
         self.body_timeout_s, self.upload_timeout_s = body_timeout_s, upload_timeout_s
-        self.on_error = on_error
+        self.on_error, self.track = on_error, track
         self.bodies = BodyReader()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -116,11 +131,11 @@ class RequestPipeline:
             gate = self.webhook_gate
         elif path in self.public_paths:
             gate = self.public_gate
-        elif path in EXEMPT_FROM_ADMISSION:
+        elif path in self.exempt_paths:
             gate = None
         else:
             gate = self.gate
-        upload = path.endswith("/import")
+        upload = path.endswith(self.upload_suffix)
         limit = self.max_upload_bytes if upload else self.max_bytes
         request_id: str | None = None
         has_body = too_large = False
@@ -137,7 +152,7 @@ class RequestPipeline:
             request_id = os.urandom(16).hex()
         status = 500
         invalidates = method in WRITE_METHODS
-        with observe.track(f"{method} {path}") as stats:
+        with self.track(f"{method} {path}") as stats:
             bind_contextvars(request_id=request_id)
             answered = False
 
@@ -269,7 +284,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 def _too_large(limit: int) -> tuple[dict[str, Any], bytes]:
-    return _json_error(413, "payload_too_large", f"request body over {limit} bytes")
+    return _error_answer(PayloadTooLarge(f"request body over {limit} bytes"))
 
 
 def _refusal(status: int, limit: int, timeout: float) -> tuple[dict[str, Any], bytes]:

@@ -1,9 +1,13 @@
-"""Recurring schedule arithmetic in the church's own timezone, DST-correct.
+"""Recurring schedule arithmetic in the church's own timezone, DST-correct, and the one rule that
+turns a church-local wall time into an instant (`local_instant`, also used for the end of quiet
+hours in `messages.quiet_hours`).
 
 An occurrence is a local date plus the schedule's time of day. Local times that don't exist (the
-spring-forward gap) fire at the first instant after the gap, e.g. 02:30 on the March change in
-America/New_York fires at 03:00 EDT. Local times that happen twice (fall-back) fire once, the
-first time (fold=0). So every local date yields exactly one instant.
+spring-forward gap) resolve to the first instant after the gap, e.g. 02:30 on the March change
+in America/New_York is 03:00 EDT: the moment the local clock first reads at or past 02:30. (Not
+the RFC 5545 / zoneinfo fold=0 reading, 02:30 EST = 03:30 EDT, which would hold quiet hours half
+an hour past their end and fire a schedule half an hour late.) Local times that happen twice
+(fall-back) resolve to the first time (fold=0). So every local date yields exactly one instant.
 """
 
 from __future__ import annotations

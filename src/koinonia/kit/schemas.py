@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from koinonia.config import get_settings
+from koinonia.kit.emails import normalize_email
 from koinonia.kit.phones import PhoneError, normalize_phone
 
 
@@ -127,6 +128,9 @@ def _aware(value: datetime) -> datetime:
 
 
 Phone = Annotated[str, StringConstraints(min_length=3, max_length=40), AfterValidator(_phone)]
+Email = Annotated[
+    str, AfterValidator(normalize_email), WithJsonSchema({"type": "string", "format": "email"})
+]
 TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_timezone)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 OptionalName = Annotated[str, StringConstraints(max_length=100)]

@@ -2,7 +2,7 @@
 
 `parse_member_csv` turns the uploaded bytes into valid `ImportRow`s (ready for COPY into a staging
 table) and precise `RowError`s; `errors_csv` renders the downloadable report. Whole-file problems
-raise `ImportFileError` (a 422, or 413 when the file is too large).
+raise `ImportFileError` (a 422; its `ImportFileTooLarge` is the 413 when the file is too large).
 
 Decisions worth knowing (SPEC §4.1):
 
@@ -29,20 +29,20 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
-from koinonia.kit.errors import KoinoniaError
-from koinonia.kit.phones import PhoneError, normalize_phones
+from koinonia.kit.emails import normalize_email
+from koinonia.kit.errors import KoinoniaError, PayloadTooLarge
+from koinonia.kit.phones import PhoneError
+from koinonia.members.import_phones import normalize_phones
 
 Encoding = Literal["utf-8", "utf-8-sig", "cp1252", "latin-1"]
 Severity = Literal["error", "warning"]
 
 MAX_NAME_LENGTH: Final = 100
-MAX_EMAIL_LENGTH: Final = 254
 MAX_FILE_BYTES: Final = 32 * 1024 * 1024
 # Error reports quote the offending cell; a swallowed-by-a-quote cell can be megabytes.
 MAX_REPORTED_VALUE: Final = 200
@@ -82,7 +82,7 @@ class ParsedImport:
 
 
 class ImportFileError(KoinoniaError):
-    """The file as a whole cannot be imported; nothing in it is (422; 413 when too large).
+    """The file as a whole cannot be imported; nothing in it is (422; `ImportFileTooLarge`: 413).
 
     `field` is "file" (empty, binary, undecodable, too large, malformed CSV), "header" (no header,
     missing or ambiguous columns; `missing` lists the canonical names) or "rows" (too many).
@@ -90,15 +90,16 @@ class ImportFileError(KoinoniaError):
 
     status, code = 422, "invalid_import_file"
 
-    def __init__(
-        self, field: str, reason: str, *, missing: Sequence[str] = (), status: int = 422
-    ) -> None:
+    def __init__(self, field: str, reason: str, *, missing: Sequence[str] = ()) -> None:
         super().__init__(reason, fields={field: reason})
-        if status == 413:
-            self.status, self.code = 413, "payload_too_large"
         self.field = field
         self.reason = reason
         self.missing = tuple(missing)
+
+
+class ImportFileTooLarge(PayloadTooLarge, ImportFileError):
+    """The file is over the size limit: the API's one 413 (`PayloadTooLarge`: status and code)
+    with the import's `field` and `reason`."""
 
 
 # --- header aliases ---------------------------------------------------------------------------
@@ -292,11 +293,6 @@ def _map_columns(header: list[str]) -> _Columns:
 
 # --- cells ------------------------------------------------------------------------------------
 
-# Local part without spaces or specials; domain labels of letters/digits/hyphens; alphabetic TLD.
-_EMAIL_RE: Final = re.compile(
-    r"[^@\s\"(),:;<>\[\]\\]{1,64}@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}"
-)
-
 
 def _clean_name(raw: str) -> str:
     """Trim, turn control characters and odd spaces into one space, drop invisible ones."""
@@ -347,7 +343,6 @@ def _check_rows(
     """
     width, first_at, last_at = columns.width, columns.first, columns.last
     phone_at, email_at, split_name = columns.phone, columns.email, columns.split_name
-    email_ok = _EMAIL_RE.fullmatch
     pending: list[_Pending] = []
     raw_phones: list[str] = []
     for row_number, row in records:
@@ -392,9 +387,9 @@ def _check_rows(
         email: str | None = None
         bad_email: str | None = None
         if email_raw:
-            if len(email_raw) <= MAX_EMAIL_LENGTH and email_ok(email_raw):
-                email = email_raw
-            else:
+            try:
+                email = normalize_email(email_raw)  # the API's check: POST /members agrees
+            except ValueError:
                 bad_email = email_raw
         if phone:
             # Numbers that went through a float (pandas, some Sheets exports) end in ".0".
@@ -526,10 +521,9 @@ class MemberCsvReader:
         max_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         if len(data) > max_bytes:
-            raise ImportFileError(
+            raise ImportFileTooLarge(
                 "file",
                 f"the file is {len(data):,} bytes, more than the {max_bytes:,} allowed: split it",
-                status=413,
             )
         text, self.encoding = _decode(data)
 

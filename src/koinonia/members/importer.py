@@ -15,8 +15,8 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.billing.plans import Plan
+from koinonia.churches.repository import ChurchRepository
 from koinonia.kit.errors import NotFound, PlanLimitReached
-from koinonia.kit.tenancy import lock_church
 from koinonia.members.csv_import import ImportRow, MemberCsvReader, RowError, errors_csv
 from koinonia.members.import_repository import ImportRepository
 
@@ -94,7 +94,7 @@ async def import_members(
         if not locked:
             # Imports of one church queue here: the member limit holds and two imports of
             # the same new phone cannot race each other.
-            await lock_church(session, church_id)
+            await ChurchRepository(session, church_id=church_id).lock()
             locked = True
         if plan.members is not None:
             new, total = await repo.count_new_and_existing()

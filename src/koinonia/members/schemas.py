@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 
-from koinonia.kit.schemas import In, Name, OptionalName, Out, Phone, not_null
+from koinonia.kit.schemas import Email, In, Name, OptionalName, Out, Phone, not_null
 
 Consent = Literal["opted_in", "opted_out"]
 
@@ -14,7 +14,7 @@ class MemberIn(In):
     first_name: Name
     last_name: OptionalName = ""
     phone: Phone = Field(description="Any common format; stored as E.164. Unique in the church.")
-    email: EmailStr | None = None
+    email: Email | None = None
 
 
 class MemberCreate(MemberIn):
@@ -25,7 +25,7 @@ class MemberPatch(In):
     first_name: Name | None = None
     last_name: OptionalName | None = None
     phone: Phone | None = Field(None, description="Re-normalised to E.164; unique in the church.")
-    email: EmailStr | None = Field(None, description="null clears it.")
+    email: Email | None = Field(None, description="null clears it.")
     consent: Consent | None = Field(
         None, description="A change records the time and source `admin`."
     )

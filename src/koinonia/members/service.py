@@ -6,11 +6,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth.context import AuthContext
+from koinonia.churches.repository import ChurchRepository
 from koinonia.db.session import autocommit_reads
 from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached
 from koinonia.kit.pagination import ID, CursorSpec, OneOf, TextField
-from koinonia.kit.tenancy import lock_church
 from koinonia.members.repository import MemberFilter, MemberRepository, SearchAfter, search_tiers
 from koinonia.members.schemas import (
     Consent,
@@ -31,7 +31,7 @@ async def _lock_for_limit(session: AsyncSession, auth: AuthContext) -> None:
     """With a member limit, serialise the church's member creators until the transaction ends,
     so two of them cannot both take the last slot."""
     if auth.plan.members is not None:
-        await lock_church(session, auth.church_id)
+        await ChurchRepository(session, church_id=auth.church_id).lock()
 
 
 async def _check_member_limit(auth: AuthContext, repo: MemberRepository) -> None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from koinonia.kit.schedule import local_instant
+
 
 def release_time(due: datetime, tz: str, start: time | None, end: time | None) -> datetime:
     """`due` itself, or the end of the quiet window it falls in (church-local wall time).
 
     A window may cross midnight (21:00–08:00). The end is computed on the local calendar, so it
-    stays right across DST changes; an end time that doesn't exist that day (DST gap) is
-    normalised forward by the round trip through UTC.
+    stays right across DST changes, and resolved to an instant by the one rule for church-local
+    wall times (`kit.schedule.local_instant`): an end that does not exist that day (DST gap)
+    is the first instant after the gap, when the local clock first reads past it; an end that
+    happens twice (fall-back) is the first of the two.
     """
     if start is None or end is None or start == end:
         return due
@@ -26,6 +30,4 @@ def release_time(due: datetime, tz: str, start: time | None, end: time | None) -
         end_day = local.date() + timedelta(days=1) if now_t >= start else local.date()
     if not inside:
         return due
-    release = datetime.combine(end_day, end, tzinfo=zone)
-    # Round-trip through UTC so a wall time in a DST gap becomes a real instant.
-    return release.astimezone(ZoneInfo("UTC"))
+    return local_instant(end_day, end, zone)

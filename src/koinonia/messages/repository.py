@@ -4,12 +4,13 @@ detail, recipients and cancel."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ARRAY, BigInteger, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from koinonia.billing.repository import BILLING_MONTH, billing_month_of
 from koinonia.kit.segments import GSM7_BASIC, GSM7_EXTENSION
 from koinonia.messages.limits import FieldShape, Longest
 
@@ -250,8 +251,7 @@ class MessageRepository:
                 -- The month of the database clock, as created_at's: a refund goes to the month
                 -- of the message's created_at, which must be the month reserved here.
                 INSERT INTO usage AS u (church_id, month, texts)
-                SELECT :church_id, CAST(date_trunc('month', now() AT TIME ZONE 'UTC') AS date),
-                       tally.recipients
+                SELECT :church_id, {BILLING_MONTH}, tally.recipients
                 FROM tally
                 WHERE CAST(:text_limit AS bigint) IS NULL
                    OR tally.recipients <= CAST(:text_limit AS bigint)
@@ -295,12 +295,13 @@ class MessageRepository:
         ).one()
         return Created(int(row[0]), row[1], int(row[2]), int(row[3]), bool(row[4]))
 
-    async def texts_used(self, month: date) -> int:
+    async def texts_used(self) -> int:
+        """Texts of this month (the transaction's, `billing.repository.BILLING_MONTH`)."""
         stmt = text(
             "SELECT COALESCE((SELECT texts FROM usage WHERE church_id = :church_id"
-            " AND month = CAST(:month AS date)), 0)"
+            f" AND month = {BILLING_MONTH}), 0)"
         )
-        used = await self.session.execute(stmt, {"church_id": self.church_id, "month": month})
+        used = await self.session.execute(stmt, {"church_id": self.church_id})
         return int(used.scalar_one())
 
     async def history(
@@ -369,7 +370,7 @@ class MessageRepository:
         """Queued recipients become skipped and their texts go back to the month's quota; the
         message is cancelled. (previous status, recipients cancelled), or None if not ours."""
         stmt = text(
-            """
+            f"""
             WITH target AS (
                 SELECT id, status, created_at FROM messages
                 WHERE church_id = :church_id AND id = :id FOR UPDATE
@@ -389,7 +390,7 @@ class MessageRepository:
                 UPDATE usage u SET texts = GREATEST(u.texts - n.n, 0)
                 FROM target, n
                 WHERE u.church_id = :church_id
-                  AND u.month = date_trunc('month', target.created_at AT TIME ZONE 'UTC')::date
+                  AND u.month = {billing_month_of("target.created_at")}
                   AND n.n > 0
             ),
             done AS (

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,12 +36,6 @@ _TYPICAL = {"first_name": "Elizabeth", "last_name": "Johnson", "group_name": "Yo
 # carrier texts (system): their content is final when written and is sent exactly as stored,
 # never through merge-field rendering, so a member typing "{first_name}" is relayed as typed.
 VERBATIM_KINDS = frozenset({"relay", "reply", "system"})
-
-
-def billing_month(now: datetime | None = None) -> date:
-    """Usage is counted per calendar month (UTC) of the moment a send is created."""
-    now = now or datetime.now(UTC)
-    return date(now.year, now.month, 1)
 
 
 def _estimate(content: str, church_name: str) -> tuple[str, int]:
@@ -123,12 +117,11 @@ async def send(
     await _check_targets(repo, data.target.type, data.target.ids)
     await check_provider_limit(session, church, content, data.target.type, data.target.ids)
     limit = auth.plan.texts_per_month
-    month = billing_month()
 
     if data.dry_run:
         encoding, segments = _estimate(content, church.name)
         recipients, skipped = await repo.audience_counts(data.target.type, data.target.ids)
-        used = await repo.texts_used(month)
+        used = await repo.texts_used()
         price = get_settings().segment_price_usd
         return DryRunOut(
             recipients=recipients,
@@ -245,7 +238,7 @@ async def enqueue(
     )
     if not created.quota_ok:
         assert plan_texts is not None
-        used = await repo.texts_used(billing_month(now))
+        used = await repo.texts_used()  # the month reserved for: the same transaction
         raise PlanLimitReached(
             "texts this month", limit=plan_texts, usage=used, requested=created.recipients
         )

@@ -8,11 +8,12 @@ days ago until now.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from koinonia.billing.repository import BILLING_MONTH, BILLING_MONTH_START
 
 # The church and the window are rendered as literals (SQLAlchemy literal_execute): prepared
 # statements otherwise get a generic plan after five runs, planned for an average church, and
@@ -51,14 +52,14 @@ SUMMARY = text(
     f"""
     WITH win AS MATERIALIZED (
         SELECT m.id FROM messages m
-        WHERE m.church_id = :church_id AND m.created_at >= :month_start
+        WHERE m.church_id = :church_id AND m.created_at >= {BILLING_MONTH_START}
         ORDER BY m.created_at DESC
     ),
     delivery AS (
         SELECT (SELECT count(*) FROM win) AS messages, {_SUMS}
         FROM message_status_counts c WHERE {_OF_WIN}
     )
-    SELECT
+    SELECT {BILLING_MONTH} AS month,
         (SELECT count(*) FROM members WHERE church_id = :church_id) AS members,
         (SELECT count(*) FROM members
          WHERE church_id = :church_id AND consent = 'opted_out') AS opted_out,
@@ -67,7 +68,7 @@ SUMMARY = text(
         coalesce(u.texts, 0) AS texts, coalesce(u.segments, 0) AS segments,
         d.messages, d.sent, d.delivered, d.undelivered, d.failed
     FROM delivery d
-    LEFT JOIN usage u ON u.church_id = :church_id AND u.month = :month
+    LEFT JOIN usage u ON u.church_id = :church_id AND u.month = {BILLING_MONTH}
     """
 ).bindparams(_CHURCH)
 
@@ -165,9 +166,10 @@ class StatsRepository:
         self.session = session
         self.church_id = church_id
 
-    async def summary(self, *, month: datetime) -> Any:
-        """One row: member, branch and group counts, the month's usage and delivery."""
-        params = {"church_id": self.church_id, "month": month.date(), "month_start": month}
+    async def summary(self) -> Any:
+        """One row: this month (`billing.repository.BILLING_MONTH`), member, branch and group
+        counts, the month's usage and the delivery of its messages."""
+        params = {"church_id": self.church_id}
         return (await self.session.execute(SUMMARY, params)).one()
 
     async def branches(self, *, days: int) -> list[Any]:

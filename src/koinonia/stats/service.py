@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from koinonia.auth.context import AuthContext
+from koinonia.billing.service import month_text
 from koinonia.db.session import SessionSource
 from koinonia.kit import cache
-from koinonia.messages.service import billing_month, delivery_rate
+from koinonia.messages.service import delivery_rate
 from koinonia.stats.repository import StatsRepository
 from koinonia.stats.schemas import (
     BranchStatsOut,
@@ -32,22 +33,21 @@ MESSAGES_TTL_S = 120
 
 
 async def summary(open_session: SessionSource, auth: AuthContext) -> bytes:
-    month = billing_month()
-    month_start = datetime(month.year, month.month, 1, tzinfo=UTC)
-    # "2026-12" without strftime (which cost more than the cache lookup it names).
-    month_name = f"{month.year:04d}-{month.month:02d}"
+    # The month of the figures, and the one shown, is the database's (billing.repository);
+    # this host's month only partitions the cache, so last month's summary is not served after
+    # the turn of the month. "2026-12" without strftime (which cost more than the cache lookup).
+    now = datetime.now(UTC)
+    cache_month = f"{now.year:04d}-{now.month:02d}"
 
     async def load() -> SummaryOut:
-        row = await StatsRepository(await open_session(), church_id=auth.church_id).summary(
-            month=month_start
-        )
+        row = await StatsRepository(await open_session(), church_id=auth.church_id).summary()
         return SummaryOut(
             members=MemberCounts(
                 total=row.members, opted_in=row.members - row.opted_out, opted_out=row.opted_out
             ),
             branches=row.branches,
             groups=row.groups,
-            month=month_name,
+            month=month_text(row.month),
             texts=row.texts,
             segments=row.segments,
             messages=row.messages,
@@ -64,7 +64,7 @@ async def summary(open_session: SessionSource, auth: AuthContext) -> bytes:
         )
 
     return await cache.get_or_load_json(
-        "stats.summary", auth.church_id, SUMMARY_TTL_S, load, variant=month_name
+        "stats.summary", auth.church_id, SUMMARY_TTL_S, load, variant=cache_month
     )
 
 
