@@ -23,7 +23,8 @@ from koinonia.db.migrate import migrate
 from koinonia.db.session import job_session
 from koinonia.messages.service import enqueue
 from koinonia.models import Church
-from koinonia.sms.base import OutboundSms, build_provider, create_http_client
+from koinonia.sms.base import OutboundSms, create_http_client
+from koinonia.sms.providers import build_provider
 
 DB = "koinonia_bench_delivery"
 CONTENT = "Hi {first_name|friend}, service moved to 11am. Reply STOP to opt out."

@@ -5,9 +5,9 @@ from koinonia.sms.base import (
     Provider,
     ProviderName,
     SendResult,
-    build_provider,
     create_http_client,
 )
+from koinonia.sms.providers import build_provider
 
 __all__ = [
     "OutboundSms",
