@@ -35,6 +35,7 @@ import structlog
 from aiohttp import web
 
 from koinonia.kit.loop import new_event_loop
+from koinonia.kit.tokenbucket import TokenBucket
 from koinonia.sms.signatures import (
     TELNYX_SIGNATURE_HEADER,
     TELNYX_TIMESTAMP_HEADER,
@@ -209,23 +210,6 @@ class SentMessage:
         }
 
 
-class _TokenBucket:
-    def __init__(self, rate: float, capacity: float, now: float) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self.tokens = capacity
-        self.updated = now
-
-    def take(self, now: float) -> float | None:
-        """None when a send may go now, else the seconds until one may."""
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return None
-        return (1.0 - self.tokens) / self.rate
-
-
 @dataclass(frozen=True, slots=True)
 class _Submission:
     to: str
@@ -294,7 +278,8 @@ class FakeCarrier:
         self.config = config
         self._signing_key = private_key_from_b64(config.telnyx_signing_key_b64)
         self._rng = random.Random(config.seed)
-        self._buckets: dict[str, _TokenBucket] = {}
+        # Per from-number, for rate_limit_mps; rebuilt when the rate or the burst changes.
+        self._bucket: TokenBucket | None = None
         # Bounded so a sandbox left running for days under `make run` keeps constant memory.
         self.messages: deque[SentMessage] = deque(maxlen=MESSAGES_KEPT)
         self.counts: Counter[str] = Counter()
@@ -360,7 +345,7 @@ class FakeCarrier:
         """Forget messages, counts and rate-limit state; restart the RNG from the seed."""
         self.messages.clear()
         self.counts.clear()
-        self._buckets.clear()
+        self._bucket = None
         self._rng = random.Random(self.config.seed)
 
     def stats(self) -> dict[str, Any]:
@@ -396,13 +381,13 @@ class FakeCarrier:
         # No await from here on: the bucket, the draws and the record happen as one step, so
         # the recorded acceptance times are exactly what the rate limit allowed.
         if config.rate_limit_mps is not None:
-            bucket = self._buckets.get(from_)
-            now = time.monotonic()
-            if bucket is None:
-                bucket = _TokenBucket(config.rate_limit_mps, config.rate_limit_burst, now)
-                self._buckets[from_] = bucket
-            wait = bucket.take(now)
-            if wait is not None:
+            if self._bucket is None:
+                # A refusing bucket of `rate_limit_burst` tokens: its tolerance is the horizon.
+                self._bucket = TokenBucket(config.rate_limit_mps, late_credit=0.0)
+            tolerance = (config.rate_limit_burst - 1) * self._bucket.interval
+            grant = self._bucket.take(from_, 1, time.monotonic(), tolerance)
+            if not grant.granted:
+                wait = grant.wait - tolerance
                 # Retry-After is whole seconds in HTTP; never 0, which would invite a hot loop.
                 return _Verdict("rate_limited", 429, retry_after_s=max(1, math.ceil(wait)))
         # Every send makes the same draws, so a seeded run is reproducible whatever the rates.
@@ -819,7 +804,7 @@ class FakeCarrier:
         if "seed" in changes:
             self._rng = random.Random(self.config.seed)
         if {"rate_limit_mps", "rate_limit_burst"} & changes.keys():
-            self._buckets.clear()
+            self._bucket = None
         if "telnyx_signing_key_b64" in changes:
             self._signing_key = private_key_from_b64(self.config.telnyx_signing_key_b64)
 
