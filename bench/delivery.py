@@ -102,7 +102,7 @@ class Rig:
         token = settings.twilio_auth_token.get_secret_value()
         self.sandbox_url = f"http://127.0.0.1:{port}"
         code = (
-            "from koinonia.sms.sandbox import run_sandbox, SandboxConfig;"
+            "from koinonia_sandbox import run_sandbox, SandboxConfig;"
             "run_sandbox(SandboxConfig(latency_ms=50, delivery_delay_ms=3_600_000,"
             f" twilio_auth_token={token!r}), port={port})"
         )

@@ -18,7 +18,7 @@ from koinonia.delivery.repository import DeliveryRepository
 from koinonia.kit.tokenbucket import Grant
 from koinonia.messages.service import enqueue
 from koinonia.models import Church
-from koinonia.sms.sandbox import RunningSandbox
+from koinonia_sandbox import RunningSandbox
 
 
 @dataclass

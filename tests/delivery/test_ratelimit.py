@@ -25,7 +25,7 @@ from koinonia.config import Settings
 from koinonia.delivery.dispatcher import Dispatcher, drain
 from koinonia.delivery.ratelimit import LocalRateLimiter, RedisRateLimiter
 from koinonia.kit.tokenbucket import Grant
-from koinonia.sms.sandbox import RunningSandbox
+from koinonia_sandbox import RunningSandbox
 
 MakeSettings = Callable[..., Settings]
 MakeBroadcast = Callable[..., Awaitable[Broadcast]]

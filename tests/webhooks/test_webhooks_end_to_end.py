@@ -21,7 +21,7 @@ from koinonia.config import Settings, get_settings
 from koinonia.sms.base import OutboundSms, create_http_client
 from koinonia.sms.http import HttpClient
 from koinonia.sms.providers import build_provider
-from koinonia.sms.sandbox import RunningSandbox, SandboxConfig, start_sandbox
+from koinonia_sandbox import RunningSandbox, SandboxConfig, start_sandbox
 
 TWILIO_STATUS = "/api/v1/webhooks/twilio/status"
 TWILIO_INBOUND = "/api/v1/webhooks/twilio/inbound"

@@ -1,4 +1,8 @@
-"""SMS providers: the adapter contract, Twilio and Telnyx adapters, signatures, the sandbox."""
+"""SMS providers: the adapter contract, Twilio and Telnyx adapters, their HTTP client, signatures.
+
+The sandbox carrier the tests and `make run` send to is dev tooling outside the product
+(`src/koinonia_sandbox`).
+"""
 
 from koinonia.sms.base import (
     OutboundSms,
