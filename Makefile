@@ -15,6 +15,9 @@ LOCK_ARGS ?=
 
 .PHONY: run test lint format typecheck bench bench-full migrate lock clean
 
+# `pip install -e .` installs the `koinonia` package in place and, src layout, puts src/ on
+# sys.path: the SMS sandbox (src/koinonia_sandbox, dev tooling the distribution leaves out)
+# is importable by `make run`, the tests and the bench with no install of its own.
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)

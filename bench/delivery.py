@@ -23,7 +23,8 @@ from koinonia.db.migrate import migrate
 from koinonia.db.session import job_session
 from koinonia.messages.service import enqueue
 from koinonia.models import Church
-from koinonia.sms.base import OutboundSms, build_provider, create_http_client
+from koinonia.sms.base import OutboundSms, create_http_client
+from koinonia.sms.providers import build_provider
 
 DB = "koinonia_bench_delivery"
 CONTENT = "Hi {first_name|friend}, service moved to 11am. Reply STOP to opt out."
@@ -101,7 +102,7 @@ class Rig:
         token = settings.twilio_auth_token.get_secret_value()
         self.sandbox_url = f"http://127.0.0.1:{port}"
         code = (
-            "from koinonia.sms.sandbox import run_sandbox, SandboxConfig;"
+            "from koinonia_sandbox import run_sandbox, SandboxConfig;"
             "run_sandbox(SandboxConfig(latency_ms=50, delivery_delay_ms=3_600_000,"
             f" twilio_auth_token={token!r}), port={port})"
         )

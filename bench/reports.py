@@ -113,15 +113,15 @@ class Rig:
             "KOINONIA_SEND_CONCURRENCY": "400",
         }
         code = (
-            "from koinonia.sms.sandbox import run_sandbox, SandboxConfig;"
+            "from koinonia_sandbox import run_sandbox, SandboxConfig;"
             "run_sandbox(SandboxConfig(latency_ms=50, callback_timeout_s=15, callback_attempts=10),"
             f" port={sandbox_port})"
         )
         quiet = subprocess.DEVNULL
+        # The fake carrier always runs from this checkout (src/koinonia_sandbox): `--code`
+        # measures another checkout's API and workers against the same sandbox.
         self.procs.append(
-            subprocess.Popen(
-                [sys.executable, "-c", code], env=self._env(), stdout=quiet, stderr=quiet
-            )
+            subprocess.Popen([sys.executable, "-c", code], stdout=quiet, stderr=quiet)
         )
         self.procs.append(
             subprocess.Popen(

@@ -39,6 +39,22 @@ def _problem(loc: tuple[int | str, ...], msg: str) -> str:
     return f"{'KOINONIA_' if known else ''}{name}: {msg}"
 
 
+def require_sandbox(command: str) -> None:
+    """One clear line and exit 1 unless the SMS sandbox can be imported: it is development
+    tooling (src/koinonia_sandbox and the dev extra's aiohttp), not part of a product install."""
+    try:
+        import koinonia_sandbox  # noqa: F401
+    except ModuleNotFoundError as exc:
+        console.print(
+            f"[red]koinonia {command} needs the SMS sandbox[/] (development tooling, not "
+            f"installed here: no module {exc.name!r}): run it from a source checkout with the "
+            "dev extra (`make run`, or `pip install -e '.[dev]'`)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
+
+
 async def _prepare(settings: Settings, *, seed: bool) -> bool:
     from koinonia.db.engine import dispose_engine, init_engine
     from koinonia.db.migrate import migrate
@@ -97,6 +113,7 @@ def serve(
 def dev() -> None:
     """API + delivery worker + SMS sandbox in one process, on the embedded database, with demo
     data. This is what `make run` starts."""
+    require_sandbox("dev")
     settings = load_settings()
     try:
         seeded = asyncio.run(_prepare(settings, seed=True))
@@ -147,8 +164,8 @@ def sms_sandbox(
     from dataclasses import replace
     from urllib.parse import urlparse
 
-    from koinonia.devserver import sandbox_config
-    from koinonia.sms.sandbox import run_sandbox
+    require_sandbox("sms-sandbox")
+    from koinonia_sandbox import DEFAULT_PORT, run_sandbox, sandbox_config
 
     settings = load_settings()
     config = replace(
@@ -158,7 +175,7 @@ def sms_sandbox(
         transient_failure_rate=transient_failure_rate,
         permanent_failure_rate=permanent_failure_rate,
     )
-    run_sandbox(config, port=port or urlparse(settings.sandbox_url).port or 8025)
+    run_sandbox(config, port=port or urlparse(settings.sandbox_url).port or DEFAULT_PORT)
 
 
 @app.command("import")

@@ -21,9 +21,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ProviderName = Literal["sandbox", "twilio", "telnyx"]
 
 # Development values: public (they are in this repository), so never trusted in production.
+# The SMS sandbox (src/koinonia_sandbox, dev tooling) accepts these credentials by default.
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-32b"
+DEV_TWILIO_ACCOUNT_SID = "AC00000000000000000000000000000000"
 DEV_TWILIO_AUTH_TOKEN = "sandbox-auth-token"
 DEV_TELNYX_API_KEY = "KEYsandbox"
+# The public half of the sandbox's Telnyx webhook signing key. Its private seed is published
+# in the sandbox (so an API started separately verifies the sandbox's webhooks with nothing
+# configured), hence trusted in dev and test only; a test checks the seed yields this key.
+DEV_TELNYX_PUBLIC_KEY = "Ta+9ksWP9f43ylAJi9DgXw88w0jU3gTIUJYabvWwMCg="
 # HS256 wants a key of at least its 256-bit output; Twilio auth tokens are 32 hex characters
 # and Telnyx API keys longer, so a shorter value is a typo or a placeholder.
 MIN_SECRET_CHARS = 32
@@ -93,7 +99,7 @@ class Settings(BaseSettings):
     default_provider: ProviderName = "sandbox"
     sandbox_url: str = "http://127.0.0.1:8025"
     twilio_api_url: str = "https://api.twilio.com"
-    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_account_sid: str = DEV_TWILIO_ACCOUNT_SID
     twilio_auth_token: SecretStr = SecretStr(DEV_TWILIO_AUTH_TOKEN)
     telnyx_api_url: str = "https://api.telnyx.com"
     telnyx_api_key: SecretStr = SecretStr(DEV_TELNYX_API_KEY)
@@ -187,9 +193,7 @@ class Settings(BaseSettings):
                 continue
             if len(value) < MIN_SECRET_CHARS:
                 return f"{name} is shorter than {MIN_SECRET_CHARS} characters{unused}"
-        from koinonia.sms.sandbox import SANDBOX_TELNYX_PUBLIC_KEY_B64
-
-        if self.telnyx_public_key == SANDBOX_TELNYX_PUBLIC_KEY_B64:
+        if self.telnyx_public_key == DEV_TELNYX_PUBLIC_KEY:
             return (
                 "KOINONIA_TELNYX_PUBLIC_KEY is the sandbox's development key (its private key "
                 "is public): set the public key of your Telnyx messaging profile"
@@ -218,14 +222,12 @@ class Settings(BaseSettings):
 
     @property
     def telnyx_verify_key(self) -> str | None:
-        from koinonia.sms.sandbox import SANDBOX_TELNYX_PUBLIC_KEY_B64
-
         if self.env == "production":
             # The sandbox's key verifies what anyone holding its published seed signs.
-            if self.telnyx_public_key == SANDBOX_TELNYX_PUBLIC_KEY_B64:
+            if self.telnyx_public_key == DEV_TELNYX_PUBLIC_KEY:
                 return None
             return self.telnyx_public_key or None
-        return self.telnyx_public_key or SANDBOX_TELNYX_PUBLIC_KEY_B64
+        return self.telnyx_public_key or DEV_TELNYX_PUBLIC_KEY
 
     @property
     def json_logs(self) -> bool:

@@ -4,6 +4,9 @@ one asyncio loop, so a fresh machine needs one command and one Ctrl-C.
 The sandbox listens on the port of `settings.sandbox_url` and posts delivery reports and
 member texts to `settings.public_url`, so a broadcast sent from the API goes through the worker,
 the real adapters, the sandbox and back through the signed webhooks, as in production.
+
+The sandbox is development tooling outside the product (`src/koinonia_sandbox`): it is
+imported only when `serve_dev` runs; `koinonia dev` checks first that it is installed.
 """
 
 from __future__ import annotations
@@ -15,15 +18,12 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
-from koinonia.config import Settings
+from koinonia.config import DEV_TELNYX_API_KEY, DEV_TWILIO_AUTH_TOKEN, Settings
 from koinonia.db import engine as db_engine
 from koinonia.db.migrate import migrate
 from koinonia.delivery.worker import install_signal_handlers, run_worker
 from koinonia.kit.logging import configure_logging, log
 from koinonia.kit.server import uvicorn_options
-from koinonia.sms.sandbox import DEFAULT_PORT, SandboxConfig, start_sandbox
-
-_SANDBOX_DEFAULTS = SandboxConfig()
 
 
 class _Server(uvicorn.Server):
@@ -36,30 +36,21 @@ class _Server(uvicorn.Server):
 
 
 def dev_settings(settings: Settings) -> Settings:
-    """With the sandbox's development credentials, Twilio and Telnyx churches talk to the
-    sandbox too (the demo data may use either); real credentials keep the real APIs."""
+    """With the development credentials (the sandbox's defaults), Twilio and Telnyx churches
+    talk to the sandbox too (the demo data may use either); real credentials keep the real
+    APIs."""
     updates: dict[str, str] = {}
-    if settings.twilio_auth_token.get_secret_value() == _SANDBOX_DEFAULTS.twilio_auth_token:
+    if settings.twilio_auth_token.get_secret_value() == DEV_TWILIO_AUTH_TOKEN:
         updates["twilio_api_url"] = settings.sandbox_url
-    if settings.telnyx_api_key.get_secret_value() == _SANDBOX_DEFAULTS.telnyx_api_key:
+    if settings.telnyx_api_key.get_secret_value() == DEV_TELNYX_API_KEY:
         updates["telnyx_api_url"] = settings.sandbox_url
     return settings.model_copy(update=updates) if updates else settings
-
-
-def sandbox_config(settings: Settings) -> SandboxConfig:
-    public = settings.public_url
-    return SandboxConfig(
-        twilio_account_sid=settings.twilio_account_sid,
-        twilio_auth_token=settings.twilio_auth_token.get_secret_value(),
-        telnyx_api_key=settings.telnyx_api_key.get_secret_value(),
-        twilio_inbound_url=f"{public}/api/v1/webhooks/twilio/inbound",
-        telnyx_inbound_url=f"{public}/api/v1/webhooks/telnyx",
-    )
 
 
 async def serve_dev(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (or SIGINT/SIGTERM when `stop` is not given)."""
     from koinonia.app import create_app
+    from koinonia_sandbox import DEFAULT_PORT, sandbox_config, start_sandbox
 
     settings = dev_settings(settings)
     configure_logging(json=settings.json_logs)

@@ -13,12 +13,12 @@ from koinonia import cli
 from koinonia.config import (
     DEV_JWT_SECRET,
     DEV_TELNYX_API_KEY,
+    DEV_TELNYX_PUBLIC_KEY,
     DEV_TWILIO_AUTH_TOKEN,
     Settings,
     get_settings,
 )
 from koinonia.delivery.dispatcher import status_callback_url
-from koinonia.sms.sandbox import SANDBOX_TELNYX_PUBLIC_KEY_B64
 from koinonia.sms.signatures import generate_ed25519_keypair
 
 REAL_JWT = "j" * 40
@@ -83,7 +83,7 @@ def test_an_empty_jwt_secret_is_refused_but_an_unused_provider_may_be_empty() ->
 
 
 def test_production_refuses_the_sandbox_telnyx_public_key() -> None:
-    message = refusal(telnyx_public_key=SANDBOX_TELNYX_PUBLIC_KEY_B64)
+    message = refusal(telnyx_public_key=DEV_TELNYX_PUBLIC_KEY)
     assert "KOINONIA_TELNYX_PUBLIC_KEY is the sandbox's development key" in message
 
 
@@ -91,7 +91,7 @@ def test_development_keeps_its_defaults() -> None:
     settings = Settings(_env_file=None, env="dev", jwt_secret=DEV_JWT_SECRET)  # type: ignore[call-arg]
     assert settings.twilio_token == DEV_TWILIO_AUTH_TOKEN
     assert settings.telnyx_key == DEV_TELNYX_API_KEY
-    assert settings.telnyx_verify_key == SANDBOX_TELNYX_PUBLIC_KEY_B64
+    assert settings.telnyx_verify_key == DEV_TELNYX_PUBLIC_KEY
 
 
 def test_a_production_copy_never_trusts_development_values() -> None:
@@ -101,7 +101,7 @@ def test_a_production_copy_never_trusts_development_values() -> None:
             "env": "production",
             "twilio_auth_token": SecretStr(DEV_TWILIO_AUTH_TOKEN),
             "telnyx_api_key": SecretStr(DEV_TELNYX_API_KEY),
-            "telnyx_public_key": SANDBOX_TELNYX_PUBLIC_KEY_B64,
+            "telnyx_public_key": DEV_TELNYX_PUBLIC_KEY,
         }
     )
     assert (copy.twilio_token, copy.telnyx_key, copy.telnyx_verify_key) == (None, None, None)

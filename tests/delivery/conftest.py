@@ -24,7 +24,7 @@ from delivery.support import Broadcast, send_to_all
 from fixtures.factories import Tenant, make_members
 from koinonia.app import create_app
 from koinonia.config import Settings, get_settings
-from koinonia.sms.sandbox import RunningSandbox, SandboxConfig, start_sandbox
+from koinonia_sandbox import RunningSandbox, SandboxConfig, start_sandbox
 
 
 class _Server(uvicorn.Server):

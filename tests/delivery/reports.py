@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from fixtures.locks import lock_waiters
 from koinonia.config import get_settings
-from koinonia.sms.sandbox import RunningSandbox
 from koinonia.sms.signatures import TWILIO_SIGNATURE_HEADER, twilio_signature
+from koinonia_sandbox import RunningSandbox
 
 TWILIO_STATUS = "/api/v1/webhooks/twilio/status"
 WAIT_S = 60.0  # a generous bound for one step on a busy machine; never a timing assertion

@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fixtures.factories import Tenant
 from koinonia.config import Settings
 from koinonia.delivery.dispatcher import Dispatcher
-from koinonia.delivery.ratelimit import Grant, LocalRateLimiter, RedisRateLimiter
+from koinonia.delivery.ratelimit import LocalRateLimiter, RedisRateLimiter
 from koinonia.delivery.repository import DeliveryRepository
+from koinonia.kit.tokenbucket import Grant
 from koinonia.messages.service import enqueue
 from koinonia.models import Church
-from koinonia.sms.sandbox import RunningSandbox
+from koinonia_sandbox import RunningSandbox
 
 
 @dataclass

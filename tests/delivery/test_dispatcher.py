@@ -29,7 +29,7 @@ from koinonia.config import Settings
 from koinonia.delivery.dispatcher import Dispatcher, drain
 from koinonia.delivery.repository import DeliveryRepository, Outcome
 from koinonia.kit.segments import count_segments, render
-from koinonia.sms.sandbox import RunningSandbox
+from koinonia_sandbox import RunningSandbox
 
 MakeSettings = Callable[..., Settings]
 MakeBroadcast = Callable[..., Awaitable[Broadcast]]

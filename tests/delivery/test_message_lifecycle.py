@@ -23,7 +23,7 @@ from delivery.support import (
 from koinonia.config import Settings
 from koinonia.delivery.repository import DeliveryRepository
 from koinonia.delivery.worker import sweep
-from koinonia.sms.sandbox import RunningSandbox
+from koinonia_sandbox import RunningSandbox
 
 MakeSettings = Callable[..., Settings]
 MakeBroadcast = Callable[..., Awaitable[Broadcast]]

@@ -24,7 +24,7 @@ from koinonia.delivery.dispatcher import Dispatcher
 from koinonia.delivery.outage import DatabaseOutage
 from koinonia.delivery.repository import Outcome
 from koinonia.delivery.worker import _pipeline, sweep
-from koinonia.sms.sandbox import RunningSandbox
+from koinonia_sandbox import RunningSandbox
 
 MakeSettings = Callable[..., Settings]
 MakeBroadcast = Callable[..., Awaitable[Broadcast]]

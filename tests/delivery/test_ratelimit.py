@@ -23,8 +23,9 @@ from delivery.support import (
 )
 from koinonia.config import Settings
 from koinonia.delivery.dispatcher import Dispatcher, drain
-from koinonia.delivery.ratelimit import Grant, LocalRateLimiter, RedisRateLimiter
-from koinonia.sms.sandbox import RunningSandbox
+from koinonia.delivery.ratelimit import LocalRateLimiter, RedisRateLimiter
+from koinonia.kit.tokenbucket import Grant
+from koinonia_sandbox import RunningSandbox
 
 MakeSettings = Callable[..., Settings]
 MakeBroadcast = Callable[..., Awaitable[Broadcast]]
@@ -82,7 +83,7 @@ async def test_redis_down_falls_back_to_the_local_bucket_and_says_so_once() -> N
 
 
 def test_schedule_keeps_the_mean_rate_and_never_catches_up_in_a_burst() -> None:
-    schedule = LocalRateLimiter(10.0).schedule  # one text per 100 ms
+    schedule = LocalRateLimiter(10.0).bucket  # one text per 100 ms
     take = schedule.take
     assert take("n", 1, now=100.0, horizon=0.005) == Grant(1, 0.0, 100.0)
     granted, wait, slot = take("n", 1, now=100.05, horizon=0.005)
@@ -100,7 +101,7 @@ def test_schedule_keeps_the_mean_rate_and_never_catches_up_in_a_burst() -> None:
 
 
 def test_fast_numbers_get_their_slots_in_batches() -> None:
-    schedule = LocalRateLimiter(10_000.0).schedule  # 100 µs apart: 51 slots in [0, 5 ms]
+    schedule = LocalRateLimiter(10_000.0).bucket  # 100 µs apart: 51 slots in [0, 5 ms]
     assert schedule.take("n", 500, now=10.0, horizon=0.005) == Grant(51, 0.0, 10.0)
     # The next batch starts where this one ended: no slot is handed out twice.
     granted, _, slot = schedule.take("n", 500, now=10.0, horizon=0.005)

@@ -29,7 +29,7 @@ from delivery.reports import (
 from delivery.support import Broadcast, counted, deliver_all, statuses
 from koinonia.config import Settings
 from koinonia.delivery.dispatcher import Dispatcher
-from koinonia.sms.sandbox import RunningSandbox
+from koinonia_sandbox import RunningSandbox
 
 MakeSettings = Callable[..., Settings]
 MakeBroadcast = Callable[..., Awaitable[Broadcast]]

@@ -18,7 +18,7 @@ from delivery.reports import Blockers, more, post_report, provider_ids, true, un
 from delivery.support import Broadcast, counted
 from koinonia.config import Settings
 from koinonia.delivery.dispatcher import Dispatcher
-from koinonia.sms.sandbox import RunningSandbox
+from koinonia_sandbox import RunningSandbox
 
 MakeSettings = Callable[..., Settings]
 MakeBroadcast = Callable[..., Awaitable[Broadcast]]

@@ -19,7 +19,7 @@ from fixtures.factories import Tenant, make_members
 from koinonia.config import Settings
 from koinonia.delivery.dispatcher import BatchResult, Dispatcher, drain
 from koinonia.delivery.worker import run_worker, sweep
-from koinonia.sms.sandbox import RunningSandbox
+from koinonia_sandbox import RunningSandbox
 
 MakeSettings = Callable[..., Settings]
 MakeBroadcast = Callable[..., Awaitable[Broadcast]]

@@ -12,9 +12,10 @@ import pytest_asyncio
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from koinonia.sms.base import Provider, build_provider, create_http_client
+from koinonia.sms.base import Provider, create_http_client
 from koinonia.sms.http import HttpClient
-from koinonia.sms.sandbox import RunningSandbox, SandboxConfig, start_sandbox
+from koinonia.sms.providers import build_provider
+from koinonia_sandbox import RunningSandbox, SandboxConfig, start_sandbox
 
 TWILIO_SID = "AC" + "1" * 32
 TWILIO_TOKEN = "test-auth-token"

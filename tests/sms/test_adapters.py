@@ -12,7 +12,7 @@ import pytest
 from aiohttp import ClientSession
 
 from koinonia.sms import OutboundSms, Provider
-from koinonia.sms.sandbox import RunningSandbox
+from koinonia_sandbox import RunningSandbox
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 

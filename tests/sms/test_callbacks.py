@@ -11,7 +11,6 @@ from urllib.parse import parse_qsl
 import pytest
 
 from koinonia.sms import OutboundSms, Provider
-from koinonia.sms.sandbox import RunningSandbox
 from koinonia.sms.signatures import (
     TELNYX_SIGNATURE_HEADER,
     TELNYX_TIMESTAMP_HEADER,
@@ -19,6 +18,7 @@ from koinonia.sms.signatures import (
     verify_telnyx,
     verify_twilio,
 )
+from koinonia_sandbox import RunningSandbox
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 

@@ -20,7 +20,6 @@ import pytest
 
 import koinonia
 from koinonia.sms import OutboundSms, Provider, SendResult
-from koinonia.sms.sandbox import RunningSandbox
 from koinonia.sms.signatures import (
     TELNYX_SIGNATURE_HEADER,
     TELNYX_TIMESTAMP_HEADER,
@@ -28,6 +27,7 @@ from koinonia.sms.signatures import (
     verify_telnyx,
     verify_twilio,
 )
+from koinonia_sandbox import RunningSandbox
 
 MakeProvider = Callable[..., Provider]  # the conftest fixture: (kind, *, timeout_s=...)
 Receiver = Any  # the conftest fixture recording webhook posts
@@ -277,7 +277,7 @@ def test_run_sandbox_serves_until_stopped() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(Path(koinonia.__file__).parents[1])}
-    code = f"from koinonia.sms.sandbox import run_sandbox; run_sandbox(port={port})"
+    code = f"from koinonia_sandbox import run_sandbox; run_sandbox(port={port})"
     process = subprocess.Popen([sys.executable, "-c", code], env=env)
     try:
         deadline = time.monotonic() + 10

@@ -7,7 +7,7 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from koinonia.sms.sandbox import SANDBOX_TELNYX_PUBLIC_KEY_B64, SandboxConfig
+from koinonia.config import DEV_TELNYX_PUBLIC_KEY
 from koinonia.sms.signatures import (
     generate_ed25519_keypair,
     private_key_from_b64,
@@ -19,6 +19,7 @@ from koinonia.sms.signatures import (
     verify_telnyx,
     verify_twilio,
 )
+from koinonia_sandbox import DEFAULT_TELNYX_SIGNING_KEY_B64, SandboxConfig
 
 # The worked example of Twilio's "Webhooks security" guide.
 DOC_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
@@ -220,5 +221,9 @@ def test_keys_serialise_as_raw_32_byte_base64() -> None:
         public_key_from_b64("%%%")
 
 
-def test_the_default_sandbox_key_is_the_published_one() -> None:
-    assert SandboxConfig().telnyx_public_key_b64 == SANDBOX_TELNYX_PUBLIC_KEY_B64
+def test_the_sandbox_signs_with_the_key_the_app_trusts_in_development() -> None:
+    # The app holds only the public half (config.DEV_TELNYX_PUBLIC_KEY); the sandbox derives
+    # it from its published seed: the two must stay one key pair.
+    assert SandboxConfig().telnyx_public_key_b64 == DEV_TELNYX_PUBLIC_KEY
+    seed = private_key_from_b64(DEFAULT_TELNYX_SIGNING_KEY_B64)
+    assert public_key_to_b64(seed.public_key()) == DEV_TELNYX_PUBLIC_KEY

@@ -32,7 +32,6 @@ from koinonia.config import get_settings
 from koinonia.db.embedded import database_url
 from koinonia.db.engine import make_engine
 from koinonia.db.migrate import migrate
-from koinonia.sms.sandbox import DEFAULT_TELNYX_SIGNING_KEY_B64
 from koinonia.sms.signatures import (
     TELNYX_SIGNATURE_HEADER,
     TELNYX_TIMESTAMP_HEADER,
@@ -41,6 +40,7 @@ from koinonia.sms.signatures import (
     telnyx_sign,
     twilio_signature,
 )
+from koinonia_sandbox import DEFAULT_TELNYX_SIGNING_KEY_B64
 
 DB_NAME = "koinonia_bench_webhooks"
 TWILIO_STATUS = "/api/v1/webhooks/twilio/status"

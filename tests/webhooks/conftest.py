@@ -17,7 +17,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.config import get_settings
-from koinonia.sms.sandbox import DEFAULT_TELNYX_SIGNING_KEY_B64
 from koinonia.sms.signatures import (
     TELNYX_SIGNATURE_HEADER,
     TELNYX_TIMESTAMP_HEADER,
@@ -26,6 +25,7 @@ from koinonia.sms.signatures import (
     telnyx_sign,
     twilio_signature,
 )
+from koinonia_sandbox import DEFAULT_TELNYX_SIGNING_KEY_B64
 
 TWILIO_STATUS = "/api/v1/webhooks/twilio/status"
 TWILIO_INBOUND = "/api/v1/webhooks/twilio/inbound"

@@ -19,9 +19,10 @@ from fixtures.factories import Seeder, SeedFor, Tenant
 from koinonia.app import create_app
 from koinonia.auth.deps import settings as settings_dependency
 from koinonia.config import Settings, get_settings
-from koinonia.sms.base import OutboundSms, build_provider, create_http_client
+from koinonia.sms.base import OutboundSms, create_http_client
 from koinonia.sms.http import HttpClient
-from koinonia.sms.sandbox import RunningSandbox, SandboxConfig, start_sandbox
+from koinonia.sms.providers import build_provider
+from koinonia_sandbox import RunningSandbox, SandboxConfig, start_sandbox
 
 TWILIO_STATUS = "/api/v1/webhooks/twilio/status"
 TWILIO_INBOUND = "/api/v1/webhooks/twilio/inbound"

@@ -52,10 +52,10 @@ from koinonia.sms.base import (
     Provider,
     ProviderName,
     SendResult,
-    build_provider,
     create_http_client,
 )
 from koinonia.sms.http import HttpClient
+from koinonia.sms.providers import build_provider
 
 # Codes that mean "slow down" rather than "this text is in trouble" (HTTP 429, Twilio 20429,
 # Telnyx 10011): the text waits out Retry-After and may try up to max_rate_limited_attempts

@@ -1,13 +1,14 @@
 """Per sending number rate limits: carriers cap messages per second per number (Twilio long
 code 1, toll-free 3, short code 100), and going faster only buys 429s and filtering.
 
-A token bucket in GCRA form: one "theoretical arrival time" (TAT) per number, the moment the
-next text may go. Each process runs one pacer task per number that hands out slots to the texts
-waiting in FIFO order, as many at once as fall within a short horizon (5 ms), so a number at
-thousands of texts a second costs one wake-up per horizon rather than one per text, while a
-number at 1-100/s is paced text by text. A text up to half an interval late keeps the schedule
-(timer jitter does not drag the mean rate down); a number that was idle, or an event loop that
-stalled, restarts the schedule from now, so late texts never go out in a catch-up burst.
+A token bucket in GCRA form (`kit/tokenbucket.py`): one "theoretical arrival time" (TAT) per
+number, the moment the next text may go. Each process runs one pacer task per number that
+hands out slots to the texts waiting in FIFO order, as many at once as fall within a short
+horizon (5 ms), so a number at thousands of texts a second costs one wake-up per horizon
+rather than one per text, while a number at 1-100/s is paced text by text. A text up to half
+an interval late keeps the schedule (timer jitter does not drag the mean rate down); a number
+that was idle, or an event loop that stalled, restarts the schedule from now, so late texts
+never go out in a catch-up burst.
 
 `LocalRateLimiter` keeps the TATs in the process; `RedisRateLimiter` keeps them in Redis (one
 Lua script on Redis's clock: hosts need no synchronised clocks), so every worker process on
@@ -27,17 +28,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from koinonia.config import Settings
 from koinonia.kit.logging import log
+from koinonia.kit.tokenbucket import Grant, TokenBucket
 
 HORIZON_S = 0.005  # slots this close are handed out together
 MIN_SLEEP_S = 0.001  # a slot closer than this is taken at once (a timer costs more)
 # How long to stay on the local bucket after a Redis error before trying Redis again, so an
 # outage costs one timeout per window rather than one per text.
 REDIS_RETRY_S = 5.0
-_PRUNE_AT = 10_000  # local buckets kept before idle ones are dropped
 
 
 class RateLimiter(Protocol):
@@ -49,37 +50,6 @@ class RateLimiter(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class Grant(NamedTuple):
-    granted: int  # slots given (0: none within the horizon)
-    wait: float  # seconds from now to the first slot (the next one when none was given)
-    first_slot: float  # that slot on the bucket's clock; the others follow `interval` apart
-
-
-class Schedule:
-    """The GCRA arithmetic, on any clock in seconds (Redis runs the same steps in Lua)."""
-
-    def __init__(self, rate: float) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.interval = 1.0 / rate
-        self.credit = self.interval / 2
-        self._tat: dict[str, float] = {}
-
-    def take(self, number: str, wanted: int, now: float, horizon: float) -> Grant:
-        """Up to `wanted` slots starting within `horizon` of `now`."""
-        tat = self._tat.get(number, 0.0)
-        if now - tat > self.credit:
-            tat = now
-        wait = tat - now
-        if wait > horizon:
-            return Grant(0, wait, tat)
-        granted = min(wanted, int((horizon - wait) / self.interval) + 1)
-        if len(self._tat) >= _PRUNE_AT:
-            self._tat = {n: t for n, t in self._tat.items() if t > now}
-        self._tat[number] = tat + granted * self.interval
-        return Grant(granted, wait, tat)
 
 
 @dataclass(slots=True)
@@ -196,17 +166,17 @@ class LocalRateLimiter(_Paced):
 
     def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(clock)
-        self.schedule = Schedule(rate)
-        self.interval = self.schedule.interval
+        self.bucket = TokenBucket(rate)
+        self.interval = self.bucket.interval
 
     async def _take(self, number: str, wanted: int) -> Grant:
-        return self.schedule.take(number, wanted, self._clock(), HORIZON_S)
+        return self.bucket.take(number, wanted, self._clock(), HORIZON_S)
 
     async def close(self) -> None:
         await self._close_queues()
 
 
-# Schedule.take on Redis's clock (TIME, microseconds). KEYS[1] the number's TAT; ARGV wanted,
+# TokenBucket.take on Redis's clock (TIME, microseconds). KEYS[1] the number's TAT; ARGV wanted,
 # interval_us, credit_us, horizon_us. Returns {granted, wait_us, first_slot_us}.
 _TAKE_LUA = """
 local t = redis.call('TIME')
@@ -234,7 +204,7 @@ class RedisRateLimiter(_Paced):
         import redis.asyncio as redis
 
         super().__init__()
-        self.local = Schedule(rate)
+        self.local = TokenBucket(rate)
         self.interval = self.local.interval
         self._args = [
             round(self.local.interval * 1_000_000),

@@ -1,7 +1,9 @@
-"""The provider contract: what a send looks like, what comes back, and how adapters are built.
+"""The provider contract: what a send looks like, what comes back, and what adapters share.
 
 Adapters never raise for provider or network trouble: every outcome is a `SendResult`, so the
 dispatcher records results in one set-based write instead of juggling exceptions per recipient.
+The adapters (`twilio.py`, `telnyx.py`) import this module and it imports none of them;
+`providers.build_provider` picks one by name.
 """
 
 from __future__ import annotations
@@ -137,48 +139,3 @@ class HttpAdapter:
         except orjson.JSONDecodeError:
             payload = None
         return HttpAnswer(response.status, payload, parse_retry_after(response.retry_after))
-
-
-def build_provider(
-    name: ProviderName,
-    *,
-    base_url: str | None = None,
-    twilio_account_sid: str = "",
-    twilio_auth_token: str = "",
-    telnyx_api_key: str = "",
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    http: HttpClient | None = None,
-) -> Provider:
-    """The adapter for `name`; `base_url` defaults to the real API (required for the sandbox).
-
-    "sandbox" is the Twilio adapter pointed at the sandbox, which speaks Twilio's API (and
-    Telnyx's under /v2: build "telnyx" with the sandbox's base URL for that).
-    Raises ValueError on missing credentials so misconfiguration fails at start-up.
-    """
-    # Imported here because the adapters import this module.
-    from koinonia.sms.telnyx import TelnyxProvider
-    from koinonia.sms.twilio import TwilioProvider
-
-    if name == "telnyx":
-        if not telnyx_api_key:
-            raise ValueError("telnyx provider needs an API key")
-        return TelnyxProvider(
-            telnyx_api_key,
-            base_url=base_url or TELNYX_API_URL,
-            timeout_s=timeout_s,
-            http=http,
-        )
-    if name not in ("twilio", "sandbox"):
-        raise ValueError(f"unknown SMS provider {name!r}")
-    if not twilio_account_sid or not twilio_auth_token:
-        raise ValueError(f"{name} provider needs a Twilio account SID and auth token")
-    if name == "sandbox" and not base_url:
-        raise ValueError("sandbox provider needs the sandbox base URL")
-    return TwilioProvider(
-        twilio_account_sid,
-        twilio_auth_token,
-        base_url=base_url or TWILIO_API_URL,
-        timeout_s=timeout_s,
-        http=http,
-        name=name,
-    )

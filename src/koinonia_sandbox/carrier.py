@@ -1,237 +1,60 @@
-"""The sandbox: a loopback fake carrier speaking the Twilio and Telnyx send APIs.
-
-It answers like the real services (same paths, auth, id shapes and error bodies), can be made
-slow, flaky, rate-limited or picky through `SandboxConfig`, and posts signed delivery reports
-and inbound texts back to our webhooks, so the adapters, signatures and webhook handlers run
-exactly as in production. Inspection and control live under /sandbox/.
-"""
+"""The fake carrier itself: its state (messages, counts, buckets, pending reports) and the
+handlers behind every route, served by `FakeCarrier.app()`."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
-import email.utils
-import hashlib
 import heapq
 import hmac
 import json
 import math
 import random
-import re
 import time
 import urllib.parse
 import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
-import orjson
 import structlog
 from aiohttp import web
 
-from koinonia.kit.loop import new_event_loop
+from koinonia.kit.tokenbucket import TokenBucket
 from koinonia.sms.signatures import (
     TELNYX_SIGNATURE_HEADER,
     TELNYX_TIMESTAMP_HEADER,
     TWILIO_SIGNATURE_HEADER,
     private_key_from_b64,
-    public_key_to_b64,
     telnyx_sign,
     twilio_signature,
 )
 from koinonia.sms.twilio import API_VERSION
-
-log = structlog.get_logger("koinonia.sms.sandbox")
-
-DEFAULT_PORT = 8025
-# A burst of new connections beyond the listen backlog waits out a 1 s SYN retransmit.
-BACKLOG = 2048
-MESSAGES_KEPT = 100_000  # for GET /sandbox/messages; the counts in /sandbox/stats are complete
-# A fixed, publicly known signing key, so an API process started separately can verify the
-# sandbox's Telnyx webhooks with zero configuration. Never trust it outside development.
-DEFAULT_TELNYX_SIGNING_KEY_B64 = base64.b64encode(
-    hashlib.sha256(b"koinonia sms sandbox telnyx signing key (public, dev only)").digest()
-).decode()
-SANDBOX_TELNYX_PUBLIC_KEY_B64 = public_key_to_b64(
-    private_key_from_b64(DEFAULT_TELNYX_SIGNING_KEY_B64).public_key()
+from koinonia_sandbox.config import SandboxConfig, patched_config
+from koinonia_sandbox.wire import (
+    FORM_CONTENT_TYPE,
+    Carrier,
+    Refusal,
+    SentMessage,
+    Submission,
+    iso,
+    orjson_response,
+    parse_telnyx,
+    parse_twilio,
+    telnyx_error,
+    telnyx_message,
+    twilio_error,
+    twilio_resource,
+    twilio_sid,
+    utc_now,
 )
 
-E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
-TWILIO_MAX_BODY = 1600
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+log = structlog.get_logger("koinonia_sandbox")
 
-Carrier = Literal["twilio", "telnyx"]
-Refusal = Literal["rate_limited", "opted_out", "transient", "permanent"]
-
-
-@dataclass(slots=True)
-class SandboxConfig:
-    """Knobs of the fake carrier; change them at run time with PATCH /sandbox/config."""
-
-    # Credentials it accepts (the defaults match the app's development settings).
-    twilio_account_sid: str = "AC00000000000000000000000000000000"
-    twilio_auth_token: str = "sandbox-auth-token"
-    telnyx_api_key: str = "KEYsandbox"
-    telnyx_signing_key_b64: str = DEFAULT_TELNYX_SIGNING_KEY_B64  # Ed25519 seed, base64
-    # Behaviour of sends.
-    latency_ms: float = 0.0  # added to every send before it is answered
-    transient_failure_rate: float = 0.0  # answered 500 or 503
-    permanent_failure_rate: float = 0.0  # answered 400 "landline or unreachable"
-    rate_limit_mps: float | None = None  # per from-number; None means unlimited
-    rate_limit_burst: float = 1.0  # token bucket size: sends allowed back to back
-    opted_out_numbers: set[str] = field(default_factory=set)  # answered 21610 / 40300
-    # Delivery reports: "sent" at half the delay, then "delivered" or "undelivered".
-    delivery_delay_ms: float = 500.0
-    undelivered_rate: float = 0.0
-    seed: int | None = None  # for the failure and delivery draws
-    # Where texts from members ("text in") are posted.
-    twilio_inbound_url: str | None = None
-    telnyx_inbound_url: str | None = None
-    # Callback delivery, as a carrier retries a webhook that fails.
-    callback_attempts: int = 5
-    callback_retry_ms: float = 250.0  # doubled after each failed attempt
-    callback_timeout_s: float = 5.0
-
-    @property
-    def telnyx_public_key_b64(self) -> str:
-        return public_key_to_b64(private_key_from_b64(self.telnyx_signing_key_b64).public_key())
-
-    def validate(self) -> None:
-        """Raises ValueError naming the first bad knob."""
-        for rate in ("transient_failure_rate", "permanent_failure_rate", "undelivered_rate"):
-            if not 0.0 <= getattr(self, rate) <= 1.0:
-                raise ValueError(f"{rate} must be between 0 and 1")
-        for name in ("latency_ms", "delivery_delay_ms", "callback_retry_ms"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-        if self.rate_limit_mps is not None and self.rate_limit_mps <= 0:
-            raise ValueError("rate_limit_mps must be positive (or null for no limit)")
-        if self.rate_limit_burst < 1:
-            raise ValueError("rate_limit_burst must be at least 1")
-        if self.callback_attempts < 1:
-            raise ValueError("callback_attempts must be at least 1")
-        if self.callback_timeout_s <= 0:
-            raise ValueError("callback_timeout_s must be positive")
-        private_key_from_b64(self.telnyx_signing_key_b64)
-
-    def as_json(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["opted_out_numbers"] = sorted(self.opted_out_numbers)
-        del data["telnyx_signing_key_b64"]
-        data["telnyx_public_key_b64"] = self.telnyx_public_key_b64
-        return data
-
-
-_KNOB_TYPES: dict[str, tuple[str, bool]] = {  # name -> (JSON type, may be null)
-    "twilio_account_sid": ("string", False),
-    "twilio_auth_token": ("string", False),
-    "telnyx_api_key": ("string", False),
-    "telnyx_signing_key_b64": ("string", False),
-    "latency_ms": ("number", False),
-    "transient_failure_rate": ("number", False),
-    "permanent_failure_rate": ("number", False),
-    "rate_limit_mps": ("number", True),
-    "rate_limit_burst": ("number", False),
-    "opted_out_numbers": ("phones", False),
-    "delivery_delay_ms": ("number", False),
-    "undelivered_rate": ("number", False),
-    "seed": ("integer", True),
-    "twilio_inbound_url": ("string", True),
-    "telnyx_inbound_url": ("string", True),
-    "callback_attempts": ("integer", False),
-    "callback_retry_ms": ("number", False),
-    "callback_timeout_s": ("number", False),
-}
-
-
-def patched_config(config: SandboxConfig, changes: Mapping[str, Any]) -> SandboxConfig:
-    """A validated copy of `config` with `changes` (JSON values) applied; ValueError if bad."""
-    values: dict[str, Any] = {}
-    for name, value in changes.items():
-        if name not in _KNOB_TYPES:
-            raise ValueError(f"unknown setting {name!r}")
-        kind, nullable = _KNOB_TYPES[name]
-        is_integer = isinstance(value, int) and not isinstance(value, bool)
-        if (
-            (value is None and nullable)
-            or (kind == "string" and isinstance(value, str))
-            or (kind == "integer" and is_integer)
-        ):
-            values[name] = value
-        elif (
-            kind == "number"
-            and isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-        ):
-            values[name] = float(value)
-        elif (
-            kind == "phones" and isinstance(value, list) and all(isinstance(v, str) for v in value)
-        ):
-            values[name] = set(value)
-        else:
-            raise ValueError(
-                f"{name} must be {'a list of phone numbers' if kind == 'phones' else kind}"
-            )
-    updated = dataclasses.replace(config, **values)
-    updated.validate()
-    return updated
-
-
-@dataclass(slots=True)
-class SentMessage:
-    carrier: Carrier
-    id: str
-    to: str
-    from_: str
-    body: str
-    status_callback: str | None
-    accepted_at: datetime
-    status: str = "queued"
-    error_code: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "provider": self.carrier,
-            "id": self.id,
-            "to": self.to,
-            "from": self.from_,
-            "body": self.body,
-            "status_callback": self.status_callback,
-            "accepted_at": self.accepted_at.isoformat(),
-            "status": self.status,
-            "error_code": self.error_code,
-        }
-
-
-class _TokenBucket:
-    def __init__(self, rate: float, capacity: float, now: float) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self.tokens = capacity
-        self.updated = now
-
-    def take(self, now: float) -> float | None:
-        """None when a send may go now, else the seconds until one may."""
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return None
-        return (1.0 - self.tokens) / self.rate
-
-
-@dataclass(frozen=True, slots=True)
-class _Submission:
-    to: str
-    from_: str
-    body: str
-    callback: str | None
+MESSAGES_KEPT = 100_000  # for GET /sandbox/messages; the counts in /sandbox/stats are complete
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,46 +63,6 @@ class _Verdict:
     http_status: int = 200
     retry_after_s: int | None = None
     undelivered: bool = False
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _twilio_sid() -> str:
-    # Ids come from the OS, never from the seeded RNG: a restarted sandbox with the same seed
-    # must not hand out ids the app already stored.
-    return "SM" + uuid.uuid4().hex
-
-
-def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    """web.json_response, encoded by orjson (the send answers are on the hot path)."""
-    return web.Response(
-        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
-    )
-
-
-def _twilio_error(
-    code: int, message: str, status: int, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    body = {
-        "code": code,
-        "message": message,
-        "more_info": f"https://www.twilio.com/docs/errors/{code}",
-        "status": status,
-    }
-    return _json(body, status, headers)
-
-
-def _telnyx_error(
-    code: str, title: str, detail: str, status: int, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    body = {"errors": [{"code": code, "title": title, "detail": detail}]}
-    return _json(body, status, headers)
 
 
 def _retry_after_header(verdict: _Verdict) -> dict[str, str] | None:
@@ -294,7 +77,8 @@ class FakeCarrier:
         self.config = config
         self._signing_key = private_key_from_b64(config.telnyx_signing_key_b64)
         self._rng = random.Random(config.seed)
-        self._buckets: dict[str, _TokenBucket] = {}
+        # Per from-number, for rate_limit_mps; rebuilt when the rate or the burst changes.
+        self._bucket: TokenBucket | None = None
         # Bounded so a sandbox left running for days under `make run` keeps constant memory.
         self.messages: deque[SentMessage] = deque(maxlen=MESSAGES_KEPT)
         self.counts: Counter[str] = Counter()
@@ -360,7 +144,7 @@ class FakeCarrier:
         """Forget messages, counts and rate-limit state; restart the RNG from the seed."""
         self.messages.clear()
         self.counts.clear()
-        self._buckets.clear()
+        self._bucket = None
         self._rng = random.Random(self.config.seed)
 
     def stats(self) -> dict[str, Any]:
@@ -396,13 +180,13 @@ class FakeCarrier:
         # No await from here on: the bucket, the draws and the record happen as one step, so
         # the recorded acceptance times are exactly what the rate limit allowed.
         if config.rate_limit_mps is not None:
-            bucket = self._buckets.get(from_)
-            now = time.monotonic()
-            if bucket is None:
-                bucket = _TokenBucket(config.rate_limit_mps, config.rate_limit_burst, now)
-                self._buckets[from_] = bucket
-            wait = bucket.take(now)
-            if wait is not None:
+            if self._bucket is None:
+                # A refusing bucket of `rate_limit_burst` tokens: its tolerance is the horizon.
+                self._bucket = TokenBucket(config.rate_limit_mps, late_credit=0.0)
+            tolerance = (config.rate_limit_burst - 1) * self._bucket.interval
+            grant = self._bucket.take(from_, 1, time.monotonic(), tolerance)
+            if not grant.granted:
+                wait = grant.wait - tolerance
                 # Retry-After is whole seconds in HTTP; never 0, which would invite a hot loop.
                 return _Verdict("rate_limited", 429, retry_after_s=max(1, math.ceil(wait)))
         # Every send makes the same draws, so a seeded run is reproducible whatever the rates.
@@ -415,10 +199,10 @@ class FakeCarrier:
             return _Verdict("permanent", 400)
         return _Verdict(undelivered=undelivered < config.undelivered_rate)
 
-    def _accept(self, carrier: Carrier, sms: _Submission, *, undelivered: bool) -> SentMessage:
-        message_id = _twilio_sid() if carrier == "twilio" else str(uuid.uuid4())
+    def _accept(self, carrier: Carrier, sms: Submission, *, undelivered: bool) -> SentMessage:
+        message_id = twilio_sid() if carrier == "twilio" else str(uuid.uuid4())
         message = SentMessage(
-            carrier, message_id, sms.to, sms.from_, sms.body, sms.callback, _now()
+            carrier, message_id, sms.to, sms.from_, sms.body, sms.callback, utc_now()
         )
         self.messages.append(message)
         self.counts["accepted"] += 1
@@ -479,14 +263,14 @@ class FakeCarrier:
         config = self.config
         if not self._twilio_authorized(request):
             self.counts["unauthorized"] += 1
-            return _twilio_error(
+            return twilio_error(
                 20003, "Authenticate", 401, {"WWW-Authenticate": 'Basic realm="Twilio API"'}
             )
         form = await request.post()
-        sms = _parse_twilio({name: v for name, v in form.items() if isinstance(v, str)})
-        if not isinstance(sms, _Submission):
+        sms = parse_twilio({name: v for name, v in form.items() if isinstance(v, str)})
+        if not isinstance(sms, Submission):
             self.counts["invalid"] += 1
-            return _twilio_error(*sms, 400)
+            return twilio_error(*sms, 400)
         verdict = await self._judge(sms.from_, sms.to)
         if verdict.refusal is not None:
             self.counts[verdict.refusal] += 1
@@ -500,9 +284,9 @@ class FakeCarrier:
                 ),
                 "permanent": (30006, "Landline or unreachable carrier"),
             }[verdict.refusal]
-            return _twilio_error(code, text, verdict.http_status, _retry_after_header(verdict))
+            return twilio_error(code, text, verdict.http_status, _retry_after_header(verdict))
         message = self._accept("twilio", sms, undelivered=verdict.undelivered)
-        return _json(_twilio_resource(message, config.twilio_account_sid), 201)
+        return orjson_response(twilio_resource(message, config.twilio_account_sid), 201)
 
     def _twilio_authorized(self, request: web.Request) -> bool:
         config = self.config
@@ -520,7 +304,7 @@ class FakeCarrier:
         expected = f"Bearer {self.config.telnyx_api_key}".encode()
         if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
             self.counts["unauthorized"] += 1
-            return _telnyx_error(
+            return telnyx_error(
                 "10009",
                 "Authentication failed",
                 "The required authentication headers were either invalid or not included.",
@@ -532,11 +316,11 @@ class FakeCarrier:
             payload = None
         if not isinstance(payload, dict):
             self.counts["invalid"] += 1
-            return _telnyx_error("10015", "Bad Request", "The body must be a JSON object.", 400)
-        sms = _parse_telnyx(payload)
-        if not isinstance(sms, _Submission):
+            return telnyx_error("10015", "Bad Request", "The body must be a JSON object.", 400)
+        sms = parse_telnyx(payload)
+        if not isinstance(sms, Submission):
             self.counts["invalid"] += 1
-            return _telnyx_error(*sms, 400)
+            return telnyx_error(*sms, 400)
         verdict = await self._judge(sms.from_, sms.to)
         if verdict.refusal is not None:
             self.counts[verdict.refusal] += 1
@@ -559,11 +343,11 @@ class FakeCarrier:
                     "The destination is a landline or a non-routable number.",
                 ),
             }[verdict.refusal]
-            return _telnyx_error(
+            return telnyx_error(
                 code, title, detail, verdict.http_status, _retry_after_header(verdict)
             )
         message = self._accept("telnyx", sms, undelivered=verdict.undelivered)
-        return _json({"data": _telnyx_message(message)})
+        return orjson_response({"data": telnyx_message(message)})
 
     # --- delivery reports -----------------------------------------------------------------
 
@@ -602,7 +386,7 @@ class FakeCarrier:
         else:
             event_type = "message.sent" if message.status == "sent" else "message.finalized"
             event_id = str(uuid.uuid4())
-            occurred_at = _iso(_now())
+            occurred_at = iso(utc_now())
 
             def build(attempt: int) -> tuple[bytes, dict[str, str]]:
                 event = {
@@ -610,7 +394,7 @@ class FakeCarrier:
                         "event_type": event_type,
                         "id": event_id,
                         "occurred_at": occurred_at,
-                        "payload": _telnyx_message(message),
+                        "payload": telnyx_message(message),
                         "record_type": "event",
                     },
                     "meta": {"attempt": attempt, "delivered_to": url},
@@ -698,7 +482,7 @@ class FakeCarrier:
                 {"error": f"{carrier}_inbound_url is not configured"}, status=409
             )
         if carrier == "twilio":
-            message_id = provider_id or _twilio_sid()
+            message_id = provider_id or twilio_sid()
             raw, headers = self._twilio_request(
                 url,
                 {
@@ -717,7 +501,7 @@ class FakeCarrier:
             )
         else:
             message_id = provider_id or str(uuid.uuid4())
-            received_at = _iso(_now())
+            received_at = iso(utc_now())
             raw, headers = self._telnyx_request(
                 {
                     "data": {
@@ -819,159 +603,6 @@ class FakeCarrier:
         if "seed" in changes:
             self._rng = random.Random(self.config.seed)
         if {"rate_limit_mps", "rate_limit_burst"} & changes.keys():
-            self._buckets.clear()
+            self._bucket = None
         if "telnyx_signing_key_b64" in changes:
             self._signing_key = private_key_from_b64(self.config.telnyx_signing_key_b64)
-
-
-def _parse_twilio(form: Mapping[str, str]) -> _Submission | tuple[int, str]:
-    """The submission, or Twilio's error code and message for what is wrong with it."""
-    to, from_, body = form.get("To", ""), form.get("From", ""), form.get("Body", "")
-    if not to:
-        return 21604, "A 'To' phone number is required."
-    if not from_:
-        return 21603, "A 'From' phone number is required."
-    if not E164.match(to):
-        return 21211, f"The 'To' number {to} is not a valid phone number."
-    if not E164.match(from_):
-        return 21212, f"The 'From' number {from_} is not a valid phone number."
-    if not body:
-        return 21602, "Message body is required."
-    if len(body) > TWILIO_MAX_BODY:
-        return 21617, "The concatenated message body exceeds the 1600 character limit."
-    return _Submission(to, from_, body, form.get("StatusCallback") or None)
-
-
-def _parse_telnyx(payload: Mapping[str, Any]) -> _Submission | tuple[str, str, str]:
-    """The submission, or Telnyx's error code, title and detail for what is wrong with it."""
-    values: dict[str, str] = {}
-    for name in ("to", "from", "text"):
-        value = payload.get(name)
-        if not isinstance(value, str) or not value:
-            return "10004", "Missing required parameter", f"The '{name}' parameter is required."
-        values[name] = value
-    for name in ("to", "from"):
-        if not E164.match(values[name]):
-            return (
-                "10016",
-                "Phone number must be in +E.164 format",
-                f"The '{name}' parameter must be in +E.164 format.",
-            )
-    callback = payload.get("webhook_url")
-    if callback is not None and not isinstance(callback, str):
-        return "10015", "Bad Request", "The 'webhook_url' parameter must be a string."
-    return _Submission(values["to"], values["from"], values["text"], callback or None)
-
-
-def _twilio_resource(message: SentMessage, account_sid: str) -> dict[str, Any]:
-    created = email.utils.format_datetime(message.accepted_at, usegmt=True)
-    return {
-        "account_sid": account_sid,
-        "api_version": API_VERSION,
-        "body": message.body,
-        "date_created": created,
-        "date_sent": None,
-        "date_updated": created,
-        "direction": "outbound-api",
-        "error_code": None,
-        "error_message": None,
-        "from": message.from_,
-        "messaging_service_sid": None,
-        "num_media": "0",
-        "num_segments": "1",
-        "price": None,
-        "price_unit": "USD",
-        "sid": message.id,
-        "status": "queued",
-        "to": message.to,
-        "uri": f"/{API_VERSION}/Accounts/{account_sid}/Messages/{message.id}.json",
-    }
-
-
-def _telnyx_message(message: SentMessage) -> dict[str, Any]:
-    errors = (
-        [{"code": message.error_code, "title": "Undeliverable", "detail": "Carrier rejected."}]
-        if message.error_code
-        else []
-    )
-    return {
-        "record_type": "message",
-        "direction": "outbound",
-        "id": message.id,
-        "type": "SMS",
-        "from": {"phone_number": message.from_, "carrier": "Sandbox", "line_type": "Wireless"},
-        "to": [
-            {
-                "phone_number": message.to,
-                "status": message.status,
-                "carrier": "Sandbox",
-                "line_type": "Wireless",
-            }
-        ],
-        "text": message.body,
-        "webhook_url": message.status_callback,
-        "parts": 1,
-        "received_at": _iso(message.accepted_at),
-        "errors": errors,
-    }
-
-
-@dataclass(slots=True)
-class RunningSandbox:
-    """A sandbox serving in this process's event loop (tests, `koinonia dev`)."""
-
-    base_url: str
-    carrier: FakeCarrier
-    _runner: web.AppRunner
-
-    @property
-    def config(self) -> SandboxConfig:
-        return self.carrier.config
-
-    @property
-    def public_key_b64(self) -> str:
-        return self.carrier.config.telnyx_public_key_b64
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()
-
-
-async def start_sandbox(
-    config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0
-) -> RunningSandbox:
-    """Serve a sandbox on host:port (0 picks a free port) until `.stop()`."""
-    carrier = FakeCarrier(config or SandboxConfig())
-    runner = web.AppRunner(carrier.app(), access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port, backlog=BACKLOG).start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    bound_port = runner.addresses[0][1]
-    shown_host = f"[{host}]" if ":" in host else host
-    return RunningSandbox(f"http://{shown_host}:{bound_port}", carrier, runner)
-
-
-def run_sandbox(
-    config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = DEFAULT_PORT
-) -> None:
-    """Serve a sandbox until interrupted (the `koinonia sms-sandbox` command)."""
-    carrier = FakeCarrier(config or SandboxConfig())
-
-    def announce(*_args: object) -> None:
-        log.info(
-            "sms_sandbox_listening",
-            url=f"http://{host}:{port}",
-            telnyx_public_key=carrier.config.telnyx_public_key_b64,
-        )
-
-    web.run_app(
-        carrier.app(),
-        host=host,
-        port=port,
-        access_log=None,
-        print=announce,
-        backlog=BACKLOG,
-        loop=new_event_loop(),
-    )
