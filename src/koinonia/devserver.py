@@ -62,7 +62,7 @@ async def serve_dev(settings: Settings, *, stop: asyncio.Event | None = None) ->
     from koinonia.app import create_app
 
     settings = dev_settings(settings)
-    configure_logging(json=settings.json_logs)
+    configure_logging(json=settings.json_logs, level=settings.log_level)
     if stop is None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
