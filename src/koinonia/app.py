@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,7 +21,7 @@ from koinonia.db import observe
 from koinonia.db.migrate import migrate
 from koinonia.db.outage import outage_cause
 from koinonia.hot_reads import HotReads, error_response, hot_routes
-from koinonia.kit import openapi
+from koinonia.kit import metrics, openapi
 from koinonia.kit.errors import DatabaseUnavailable, InternalError, KoinoniaError
 from koinonia.kit.http import RequestPipeline
 from koinonia.kit.logging import configure_logging, log
@@ -90,7 +90,9 @@ def create_app(settings: Settings | None = None, *, manage_engine: bool = True) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(json=settings.json_logs, level=settings.log_level)
+        configure_logging(
+            json=settings.json_logs, level=settings.log_level, cache=settings.env != "test"
+        )
         init_store(settings.redis_url, settings.store_prefix)
         if manage_engine:
             engine = db_engine.init_engine(settings)
@@ -102,6 +104,7 @@ def create_app(settings: Settings | None = None, *, manage_engine: bool = True) 
         if manage_engine:
             await db_engine.dispose_engine()
         await get_store().close()
+        metrics.process_exiting()
 
     app = FastAPI(
         title="Koinonia API",
@@ -261,5 +264,6 @@ def _install_ops_routes(app: FastAPI, settings: Settings) -> None:
 
     @app.get("/metrics", tags=["ops"], include_in_schema=True)
     async def prometheus_metrics() -> Response:
-        """Prometheus metrics: HTTP, SQL statements, slow queries, N+1, pool, cache, SMS."""
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        """Prometheus metrics: HTTP, SQL statements, slow queries, N+1, pool, cache, SMS (of every
+        worker process under `koinonia serve --workers N`, see kit.metrics)."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

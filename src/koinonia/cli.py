@@ -60,7 +60,11 @@ async def _prepare(settings: Settings, *, seed: bool) -> bool:
     from koinonia.db.migrate import migrate
     from koinonia.db.session import job_session
     from koinonia.demo import seed_demo
+    from koinonia.kit.logging import configure_logging
 
+    configure_logging(
+        json=settings.json_logs, level=settings.log_level, cache=settings.env != "test"
+    )  # Alembic's records
     engine = init_engine(settings)
     await migrate(engine)
     seeded = False
@@ -93,20 +97,23 @@ def serve(
     port: Annotated[int | None, typer.Option()] = None,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
 ) -> None:
-    """Run the API."""
+    """Run the API: `workers` uvicorn processes on one socket; with more than one, their metrics
+    are kept in a private directory and /metrics answers for all of them (kit.metrics)."""
     import uvicorn
 
+    from koinonia.kit.metrics import shared_between_processes
     from koinonia.kit.server import uvicorn_options
 
     settings = load_settings()
-    uvicorn.run(
-        "koinonia.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        **uvicorn_options(settings),
-    )
+    with shared_between_processes(workers):
+        uvicorn.run(
+            "koinonia.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            **uvicorn_options(settings),
+        )
 
 
 @app.command()

@@ -53,7 +53,9 @@ async def serve_dev(settings: Settings, *, stop: asyncio.Event | None = None) ->
     from koinonia_sandbox import DEFAULT_PORT, sandbox_config, start_sandbox
 
     settings = dev_settings(settings)
-    configure_logging(json=settings.json_logs)
+    configure_logging(
+        json=settings.json_logs, level=settings.log_level, cache=settings.env != "test"
+    )
     if stop is None:
         stop = asyncio.Event()
         install_signal_handlers(stop)

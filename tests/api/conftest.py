@@ -32,7 +32,9 @@ async def serve_api(engine: AsyncEngine) -> AsyncIterator[ServeApi]:
 
     @asynccontextmanager
     async def serve(**overrides: Any) -> AsyncIterator[LiveServer]:
-        settings = get_settings().model_copy(update=overrides)
+        # uvicorn applies the settings' logging to this process: the level the session logs at
+        # (tests/fixtures/database.py).
+        settings = get_settings().model_copy(update={"log_level": "WARNING", **overrides})
         app = create_app(settings, manage_engine=False)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=0, lifespan="off", **uvicorn_options(settings)

@@ -286,7 +286,9 @@ async def serve_worker(settings: Settings) -> None:
     """The `koinonia worker` process: logging, engine, migrations, signals, run."""
     from koinonia.db.migrate import migrate
 
-    configure_logging(json=settings.json_logs)
+    configure_logging(
+        json=settings.json_logs, level=settings.log_level, cache=settings.env != "test"
+    )
     stop = asyncio.Event()
     install_signal_handlers(stop)
     engine = db_engine.init_engine(settings)

@@ -8,6 +8,12 @@ moment a connection opens, or the first byte of a request after a response, the 
 headers must be complete within `header_timeout_s`, or the connection is closed (there is no
 request to answer yet). The body then has the request pipeline's deadline (`kit.http`), and an
 idle connection between requests the keep-alive timeout.
+
+uvicorn logs through our structlog pipeline (`kit.logging.logging_config`, applied by uvicorn in
+each process), at KOINONIA_LOG_LEVEL. Its access log stays off: the request pipeline already
+writes one `request` event per request (`kit.http`), with the request id, route, church and
+duration that uvicorn's line lacks, on a path kept cheap on purpose (`kit.logging.log_request`);
+a second line per request would double the log volume and its cost for nothing new.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from uvicorn.server import ServerState
 
 from koinonia.config import Settings
 from koinonia.kit.deadlines import Deadlines
+from koinonia.kit.logging import logging_config
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -70,12 +77,13 @@ _header_deadlines: Deadlines[HttpProtocol] = Deadlines(HttpProtocol.headers_too_
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `uvicorn.run` / `uvicorn.Config` besides the app, host and port:
-    the header deadline, the keep-alive timeout, and our request log instead of uvicorn's
-    access log. (A partial of a module-level class pickles, so `--workers` processes get it.)"""
+    the header deadline, the keep-alive timeout, our logging set-up, and our request log instead
+    of uvicorn's access log. (A partial of a module-level class pickles, and the logging set-up
+    is plain data, so `--workers` processes get both.)"""
     http = partial(HttpProtocol, header_timeout_s=settings.header_timeout_s)
     return {
         "http": cast(type[asyncio.Protocol], http),
         "timeout_keep_alive": settings.keep_alive_timeout_s,
-        "log_level": "warning",
+        "log_config": logging_config(json=settings.json_logs, level=settings.log_level),
         "access_log": False,
     }
