@@ -10,7 +10,7 @@
 -- other memberships, under a transaction-scoped advisory lock per branch (taken in branch
 -- order), so two transactions adding one member to two groups of a branch cannot both count
 -- them. That needs READ COMMITTED: each statement of the trigger sees what the previous lock
--- holder committed.
+-- holder committed. Every trigger function here checks it first (read_committed.sql).
 --
 -- Kept on group_members insert / delete / update of its keys, on a group's deletion (BEFORE:
 -- its memberships are about to cascade, after which its branch can no longer be looked up) and
@@ -151,6 +151,7 @@ END $$;
 CREATE OR REPLACE FUNCTION koinonia_branch_members_on_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM koinonia_require_read_committed(TG_NAME);
     PERFORM koinonia_branch_members_added(
         array_agg(g.id), array_agg(g.branch_id), array_agg(n.member_id))
     FROM new_rows n
@@ -163,6 +164,7 @@ END $$;
 CREATE OR REPLACE FUNCTION koinonia_branch_members_on_delete() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM koinonia_require_read_committed(TG_NAME);
     PERFORM koinonia_branch_members_removed(
         array_agg(g.id), array_agg(g.branch_id), array_agg(o.member_id))
     FROM old_rows o
@@ -176,6 +178,7 @@ END $$;
 CREATE OR REPLACE FUNCTION koinonia_branch_members_on_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM koinonia_require_read_committed(TG_NAME);
     PERFORM koinonia_branch_members_removed(
         array_agg(g.id), array_agg(g.branch_id), array_agg(o.member_id))
     FROM (SELECT group_id, member_id FROM old_rows
@@ -198,6 +201,7 @@ END $$;
 CREATE OR REPLACE FUNCTION koinonia_branch_members_on_group_delete() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM koinonia_require_read_committed(TG_NAME);
     PERFORM koinonia_branch_members_removed(
         array_agg(OLD.id), array_agg(OLD.branch_id), array_agg(gm.member_id), OLD.id)
     FROM group_members gm WHERE gm.group_id = OLD.id
@@ -208,6 +212,7 @@ END $$;
 CREATE OR REPLACE FUNCTION koinonia_branch_members_on_group_move() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM koinonia_require_read_committed(TG_NAME);
     PERFORM koinonia_lock_branches(ARRAY[OLD.branch_id, NEW.branch_id]);
     PERFORM koinonia_branch_members_removed(
         array_agg(NEW.id), array_agg(OLD.branch_id), array_agg(gm.member_id))
@@ -223,6 +228,7 @@ END $$;
 CREATE OR REPLACE FUNCTION koinonia_branch_members_on_branch_delete() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM koinonia_require_read_committed(TG_NAME);
     DELETE FROM branch_member_counts WHERE branch_id IN (SELECT id FROM old_rows);
     RETURN NULL;
 END $$;

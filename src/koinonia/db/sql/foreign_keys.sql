@@ -18,16 +18,15 @@
 -- ordinary updates pay nothing. Deletes cascade through statement-level triggers (ON DELETE
 -- CASCADE before).
 --
--- These guarantees hold under READ COMMITTED, the isolation every transaction here uses: the
--- cascade's DELETE takes a fresh snapshot and sees rows committed while it waited. A real
--- foreign key also re-checks with a cross-check snapshot under REPEATABLE READ / SERIALIZABLE;
--- these triggers do not, so a deletion in such a transaction could miss a row committed
--- concurrently.
+-- These guarantees hold under READ COMMITTED only: the cascade's DELETE takes a fresh snapshot
+-- and sees rows committed while it waited. Every trigger function here checks the transaction's
+-- level first (read_committed.sql says why, and what happens otherwise).
 
 -- messages -> message_recipients: a message's deletion deletes its recipients.
 CREATE OR REPLACE FUNCTION koinonia_delete_message_recipients() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM koinonia_require_read_committed(TG_NAME);
     DELETE FROM message_recipients r USING old_rows o WHERE r.message_id = o.id;
     RETURN NULL;
 END $$;
@@ -83,6 +82,7 @@ END $$;
 CREATE OR REPLACE FUNCTION koinonia_group_members_check_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM koinonia_require_read_committed(TG_NAME);
     PERFORM koinonia_check_memberships(
         array_agg(group_id), array_agg(member_id), array_agg(church_id))
     FROM new_rows HAVING count(*) > 0;
@@ -93,6 +93,7 @@ END $$;
 CREATE OR REPLACE FUNCTION koinonia_group_members_check_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM koinonia_require_read_committed(TG_NAME);
     PERFORM koinonia_check_memberships(
         ARRAY[NEW.group_id], ARRAY[NEW.member_id], ARRAY[NEW.church_id]);
     RETURN NULL;
@@ -103,6 +104,7 @@ END $$;
 CREATE OR REPLACE FUNCTION koinonia_delete_memberships_of_groups() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM koinonia_require_read_committed(TG_NAME);
     DELETE FROM group_members gm USING old_rows o WHERE gm.group_id = o.id;
     RETURN NULL;
 END $$;
@@ -110,6 +112,7 @@ END $$;
 CREATE OR REPLACE FUNCTION koinonia_delete_memberships_of_members() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM koinonia_require_read_committed(TG_NAME);
     DELETE FROM group_members gm USING old_rows o WHERE gm.member_id = o.id;
     RETURN NULL;
 END $$;
@@ -142,6 +145,7 @@ DECLARE
     v_found bigint;
     v_wanted bigint;
 BEGIN
+    PERFORM koinonia_require_read_committed(TG_NAME);
     SELECT count(*) INTO v_found FROM (
         SELECT 1 FROM churches WHERE id IN (SELECT church_id FROM new_rows) FOR KEY SHARE) s;
     SELECT count(*) INTO v_wanted FROM (SELECT DISTINCT church_id FROM new_rows) s;
@@ -156,6 +160,7 @@ END $$;
 CREATE OR REPLACE FUNCTION koinonia_members_check_church_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM koinonia_require_read_committed(TG_NAME);
     PERFORM 1 FROM churches WHERE id = NEW.church_id FOR KEY SHARE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'members: church % does not exist', NEW.church_id
@@ -169,6 +174,7 @@ END $$;
 CREATE OR REPLACE FUNCTION koinonia_delete_members_of_churches() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM koinonia_require_read_committed(TG_NAME);
     DELETE FROM members m USING old_rows o WHERE m.church_id = o.id;
     RETURN NULL;
 END $$;
