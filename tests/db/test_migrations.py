@@ -1,13 +1,21 @@
-"""The migration chain builds the schema the models describe, from an empty database."""
+"""The migrations build the schema the models describe, from an empty database, and take it
+down again."""
 
 from __future__ import annotations
 
+import os
 import warnings
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from koinonia.config import get_settings
+from koinonia.db.embedded import database_url, execute_on_server
+from koinonia.db.engine import make_engine
+from koinonia.db.migrate import alembic_config, migrate
 from koinonia.models import Base
 
 # Alembic cannot compare expression indexes with operator classes (trigram search); it reports
@@ -76,3 +84,47 @@ async def test_fold_function_is_accent_and_case_insensitive(engine: AsyncEngine)
     async with engine.connect() as conn:
         value = (await conn.exec_driver_sql("SELECT koinonia_fold('José ZOË')")).scalar_one()
     assert value == "jose zoe"
+
+
+# What the schema holds, extensions' objects aside: tables, functions, triggers.
+SCHEMA_OBJECTS = """
+SELECT 'table ' || relname FROM pg_class
+WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p')
+  AND relname <> 'alembic_version'
+UNION ALL
+SELECT 'function ' || p.oid::regprocedure::text FROM pg_proc p
+WHERE p.pronamespace = 'public'::regnamespace
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'trigger ' || tgname FROM pg_trigger WHERE NOT tgisinternal
+"""
+
+
+async def test_downgrade_to_base_drops_everything_and_upgrade_rebuilds_it() -> None:
+    name = f"koinonia_test_downgrade_{os.getpid()}"
+    settings = get_settings()
+    url = database_url(settings, name)
+    await execute_on_server(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await execute_on_server(url, f'CREATE DATABASE "{name}"')
+    engine = make_engine(settings, url)
+
+    def downgrade(conn: Connection) -> None:
+        command.downgrade(alembic_config(conn), "base")
+
+    try:
+        await migrate(engine)
+        async with engine.connect() as conn:
+            built = set((await conn.exec_driver_sql(SCHEMA_OBJECTS)).scalars())
+            await conn.run_sync(downgrade)
+            await conn.commit()
+            left = set((await conn.exec_driver_sql(SCHEMA_OBJECTS)).scalars())
+        assert "table members" in built
+        assert "trigger group_members_check_insert" in built
+        assert left == set()
+        await migrate(engine)
+        async with engine.connect() as conn:
+            assert set((await conn.exec_driver_sql(SCHEMA_OBJECTS)).scalars()) == built
+    finally:
+        await engine.dispose()
+        await execute_on_server(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -20,6 +20,7 @@ _sessionmaker: async_sessionmaker[AsyncSession] | None = None
 def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     engine = create_async_engine(
         url or database_url(settings),
+        isolation_level="READ COMMITTED",  # integrity triggers need it: db/sql/read_committed.sql
         pool_size=settings.pool_size,
         max_overflow=settings.pool_max_overflow,
         pool_timeout=settings.pool_timeout_s,

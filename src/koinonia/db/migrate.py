@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-ROOT = Path(__file__).resolve().parents[3]
+# A package resource (koinonia/migrations), so an installed wheel migrates as a checkout does.
+# alembic.ini at the repository root is for the `alembic` command (writing a revision).
+SCRIPT_LOCATION = "koinonia:migrations"
 # Serialises concurrent start-ups (API and worker racing to migrate the same database).
 _MIGRATE_LOCK_KEY = 0x4B4F494E
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg = Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
     if connection is not None:
         cfg.attributes["connection"] = connection
     return cfg

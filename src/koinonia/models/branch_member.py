@@ -1,6 +1,6 @@
-"""Distinct members per branch, maintained by triggers on group_members and groups (migration
-`branch member counters`), never written from Python. Read by stats; anything that needs "how
-many members does branch X have" can read them instead of counting memberships."""
+"""Distinct members per branch, maintained by triggers on group_members and groups
+(db/sql/branch_member_counts.sql), never written from Python. Read by stats; anything that needs
+"how many members does branch X have" can read them instead of counting memberships."""
 
 from __future__ import annotations
 

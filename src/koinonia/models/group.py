@@ -37,10 +37,10 @@ class GroupMember(Base):
     )
 
     # No foreign keys: their per-row checks were two thirds of inserting an import's 100,000
-    # memberships. Statement-level triggers (migration "group members checked by statement")
-    # check each statement's rows at once, that group and member exist and belong to the row's
-    # church, locking them as a foreign key would, and delete the memberships of deleted groups
-    # and members (a deleted church's go with its groups and members).
+    # memberships. Statement-level triggers (db/sql/foreign_keys.sql) check each statement's
+    # rows at once, that group and member exist and belong to the row's church, locking them as
+    # a foreign key would, and delete the memberships of deleted groups and members (a deleted
+    # church's go with its groups and members).
     group_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     member_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     church_id: Mapped[int] = mapped_column(BigInteger, nullable=False)

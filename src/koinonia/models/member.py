@@ -32,8 +32,8 @@ class Member(Base):
             text("church_id, search_name gin_trgm_ops"),
             postgresql_using="gin",
         ),
-        # Search tiers read pages straight off these (byte order, then id): see the migration
-        # "search tier indexes".
+        # Search tiers read pages straight off these (byte order, then id): a page costs
+        # O(page), not O(matches) (members/repository.py).
         Index("ix_members_search_prefix", "church_id", text('(search_name COLLATE "C")'), "id"),
         Index(
             "ix_members_last_first_prefix",
@@ -48,8 +48,8 @@ class Member(Base):
 
     id: Mapped[int] = id_column()
     # No foreign key: its per-row check was ~270 ms of inserting an import's 100,000 members.
-    # Statement-level triggers (migration "members church checked by statement") check and lock
-    # the statement's churches at once and delete a deleted church's members.
+    # Statement-level triggers (db/sql/foreign_keys.sql) check and lock the statement's churches
+    # at once and delete a deleted church's members.
     church_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100), server_default="")
