@@ -15,7 +15,7 @@ from koinonia.config import Settings
 from koinonia.delivery.dispatcher import Dispatcher
 from koinonia.delivery.ratelimit import Grant, LocalRateLimiter, RedisRateLimiter
 from koinonia.delivery.repository import DeliveryRepository
-from koinonia.messages.service import enqueue
+from koinonia.messages.service import Outgoing, enqueue
 from koinonia.models import Church
 from koinonia.sms.sandbox import RunningSandbox
 
@@ -40,13 +40,14 @@ async def send_to_all(session: AsyncSession, church_id: int, content: str) -> in
     assert church is not None
     queued = await enqueue(
         session,
-        church=church,
-        plan_texts=None,
-        content=content,
-        kind="broadcast",
-        target_type="all",
-        target_ids=[],
-        hold_for_quiet_hours=False,
+        Outgoing(
+            church=church,
+            plan_texts=None,
+            content=content,
+            kind="broadcast",
+            target_type="all",
+            hold_for_quiet_hours=False,
+        ),
     )
     await session.commit()
     return queued.id
