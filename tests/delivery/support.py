@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fixtures.factories import Tenant
 from koinonia.config import Settings
+from koinonia.db.session import UnitOfWork
 from koinonia.delivery.dispatcher import Dispatcher
 from koinonia.delivery.ratelimit import Grant, LocalRateLimiter, RedisRateLimiter
 from koinonia.delivery.repository import DeliveryRepository
@@ -36,6 +37,7 @@ async def message_status(session: AsyncSession, message_id: int) -> str:
 
 
 async def send_to_all(session: AsyncSession, church_id: int, content: str) -> int:
+    uow = UnitOfWork(session)  # as a request's or a job's session is
     church = await session.get(Church, church_id)
     assert church is not None
     queued = await enqueue(
@@ -49,7 +51,7 @@ async def send_to_all(session: AsyncSession, church_id: int, content: str) -> in
             hold_for_quiet_hours=False,
         ),
     )
-    await session.commit()
+    await uow.commit()
     return queued.id
 
 

@@ -4,8 +4,10 @@
 verified. It runs inside the webhook's request transaction, which commits before the provider
 is answered 200, so everything it writes (the stored text, consent changes, the texts it
 enqueues) is durable before the text is acknowledged; any exception rolls all of it back and
-the provider retries. It runs a constant number of statements: 1 for an unknown church number,
-2-3 for an unknown sender or a keyword, 3-4 (+ a savepoint) for a chat text.
+the provider retries. Once it commits, the church's cached documents miss
+(`db.effects.church_changed`: a consent change, a stored text, a text enqueued). It runs a
+constant number of statements: 1 for an unknown church number, 2-3 for an unknown sender or a
+keyword, 3-4 (+ a savepoint) for a chat text.
 
 In order:
 1. The church is found by the number the text was sent to; unknown number → logged, ignored.
@@ -41,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koinonia.config import get_settings
 from koinonia.conversations.keywords import Keyword, classify
 from koinonia.conversations.repository import ConversationRepository, find_church_by_number
+from koinonia.db.effects import church_changed
 from koinonia.kit.logging import log
 from koinonia.kit.phones import PhoneError, normalize_phone
 from koinonia.kit.schemas import is_canonical_timezone
@@ -242,6 +245,8 @@ async def _keyword(
         reason=keyword.value,
         tz=tz,
     )
+    if changed:
+        church_changed(session, church.id)
     reply_id = None
     if changed or first_today:
         content = {
@@ -288,6 +293,7 @@ async def _chat(
         log.info("inbound_duplicate", church_id=church.id, member_id=member.id, **event)
         return InboundOutcome(InboundResult.DUPLICATE, church_id=church.id, member_id=member.id)
     text_id, conversation_id = stored
+    church_changed(session, church.id)
     relay_id, skipped = None, None
     if church.conversation_mode == "group_chat":
         if body.strip():

@@ -22,6 +22,7 @@ from koinonia.conversations.schemas import (
     ReplyOut,
     ThreadMessageOut,
 )
+from koinonia.db.effects import church_changed
 from koinonia.kit.errors import Conflict, NotFound, ValidationFailed
 from koinonia.kit.pagination import ID, TIMESTAMP, CursorSpec
 from koinonia.messages import limits
@@ -90,6 +91,7 @@ async def update_conversation(
     )
     if row is None:
         raise NotFound("conversation", conversation_id)
+    church_changed(session, auth.church_id)
     return _out(row)
 
 

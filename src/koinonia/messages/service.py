@@ -11,6 +11,7 @@ from koinonia.auth.context import AuthContext
 from koinonia.billing.plans import effective_plan
 from koinonia.churches.repository import ChurchRepository
 from koinonia.config import get_settings
+from koinonia.db.effects import church_changed
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached, ValidationFailed
 from koinonia.kit.logging import log
 from koinonia.kit.pagination import ID, TIMESTAMP, CursorSpec
@@ -228,7 +229,8 @@ def plan_texts_of(church: Church) -> int | None:
 
 async def enqueue(session: AsyncSession, outgoing: Outgoing) -> Enqueued:
     """The one way a text gets sent, for every kind: message + recipients + quota reservation
-    in one statement; workers deliver. Kinds in VERBATIM_KINDS are sent as written.
+    in one statement; workers deliver. Kinds in VERBATIM_KINDS are sent as written. Once the
+    caller's unit of work commits, the church's cached documents miss (`church_changed`).
 
     Raises Conflict without an SMS number and PlanLimitReached (402) when the month's texts
     would exceed `plan_texts`; the caller's transaction then rolls back, writing nothing."""
@@ -268,6 +270,7 @@ async def enqueue(session: AsyncSession, outgoing: Outgoing) -> Enqueued:
         ),
         text_limit=outgoing.plan_texts,
     )
+    church_changed(session, church.id)
     if not created.quota_ok:
         assert outgoing.plan_texts is not None
         used = await repo.texts_used(billing_month(now))
@@ -390,4 +393,5 @@ async def cancel(session: AsyncSession, auth: AuthContext, message_id: int) -> M
     previous, _ = result
     if previous in ("sent", "completed", "cancelled"):  # nothing left to hold back
         raise Conflict(f"message is already {previous}", code="not_cancellable")
+    church_changed(session, auth.church_id)
     return await get_message(session, auth, message_id)
