@@ -21,7 +21,7 @@ from koinonia.db import engine as db_engine
 from koinonia.db.embedded import database_url
 from koinonia.db.migrate import migrate
 from koinonia.db.session import job_session
-from koinonia.messages.service import enqueue
+from koinonia.messages.service import Outgoing, enqueue
 from koinonia.models import Church
 from koinonia.sms.base import OutboundSms, create_http_client
 from koinonia.sms.providers import build_provider
@@ -156,13 +156,14 @@ class Rig:
             assert church is not None
             queued = await enqueue(
                 s,
-                church=church,
-                plan_texts=None,
-                content=CONTENT,
-                kind="broadcast",
-                target_type="all",
-                target_ids=[],
-                hold_for_quiet_hours=False,
+                Outgoing(
+                    church=church,
+                    plan_texts=None,
+                    content=CONTENT,
+                    kind="broadcast",
+                    target_type="all",
+                    hold_for_quiet_hours=False,
+                ),
             )
         cpu_before = self._cpu_snapshot()
         started = time.perf_counter()

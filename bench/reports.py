@@ -37,7 +37,7 @@ from koinonia.db import engine as db_engine
 from koinonia.db.embedded import database_url, execute_on_server
 from koinonia.db.migrate import migrate
 from koinonia.db.session import job_session
-from koinonia.messages.service import enqueue
+from koinonia.messages.service import Outgoing, enqueue
 from koinonia.models import Church
 
 DB = "koinonia_bench_reports"
@@ -172,13 +172,14 @@ class Rig:
             assert church is not None
             queued = await enqueue(
                 s,
-                church=church,
-                plan_texts=None,
-                content=CONTENT,
-                kind="broadcast",
-                target_type="all",
-                target_ids=[],
-                hold_for_quiet_hours=False,
+                Outgoing(
+                    church=church,
+                    plan_texts=None,
+                    content=CONTENT,
+                    kind="broadcast",
+                    target_type="all",
+                    hold_for_quiet_hours=False,
+                ),
             )
         started = time.perf_counter()
         while True:

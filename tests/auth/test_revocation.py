@@ -113,6 +113,38 @@ async def test_the_cache_learns_of_an_end_only_after_the_commit(
         assert r.status_code == 401
 
 
+async def test_a_reused_refresh_token_ends_the_session_in_the_cache_after_its_commit(
+    committed_client: httpx.AsyncClient,
+    committed_tenants: Callable[..., Awaitable[Tenant]],
+    engine: AsyncEngine,
+    cached_sessions: None,
+    restore_store: None,
+) -> None:
+    """The request fails (401) after committing the revocation itself: the end is written to
+    the cache after that commit, not dropped with the failed request, nor written before."""
+    tenant = await committed_tenants()
+    sid = session_id(tenant)
+    seen: list[bool] = []
+
+    async def check(key: str) -> None:
+        if key == f"auth:{sid}":
+            seen.append(await _ended_in_database(engine, sid))
+
+    assert (await committed_client.get("/api/v1/auth/me", headers=tenant.headers)).is_success
+    r = await committed_client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": tenant.refresh_token}
+    )
+    assert r.status_code == 200
+    use_store(Watched(get_store(), check))
+    r = await committed_client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": tenant.refresh_token}
+    )
+    assert r.status_code == 401 and r.json()["error"] == "refresh_token_reused"
+    assert seen == [True]
+    r = await committed_client.get("/api/v1/auth/me", headers=tenant.headers)
+    assert r.status_code == 401
+
+
 async def test_a_rolled_back_logout_leaves_the_cache_alone(
     client: httpx.AsyncClient, tenant: Tenant, cached_sessions: None, restore_store: None
 ) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.conversations.inbound import InboundOutcome, handle_inbound_text
+from koinonia.db.session import UnitOfWork
 
 _ids = itertools.count(1)
 
@@ -41,6 +42,7 @@ async def text_in(
     provider: str = "twilio",
 ) -> InboundOutcome:
     """One inbound text in its own unit of work, committed as the webhook's request is."""
+    uow = UnitOfWork(session)
     outcome = await handle_inbound_text(
         session,
         provider=provider,
@@ -49,7 +51,7 @@ async def text_in(
         to_number=to,
         body=body,
     )
-    await session.commit()
+    await uow.commit()
     return outcome
 
 

@@ -12,13 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from conversations.support import church_number, member_phone, provider_id
 from fixtures.factories import Tenant, make_members
 from koinonia.conversations.inbound import InboundOutcome, InboundResult, handle_inbound_text
-from koinonia.db import engine as db_engine
+from koinonia.db.session import job_session
 
 
 async def _deliver(to: str, sender: str, body: str, pid: str) -> InboundOutcome:
-    """One webhook request: its own session and transaction, committed at the end."""
-    async with db_engine.sessionmaker()() as session:
-        outcome = await handle_inbound_text(
+    """One webhook request: its own unit of work, committed at the end."""
+    async with job_session() as session:
+        return await handle_inbound_text(
             session,
             provider="twilio",
             provider_message_id=pid,
@@ -26,8 +26,6 @@ async def _deliver(to: str, sender: str, body: str, pid: str) -> InboundOutcome:
             to_number=to,
             body=body,
         )
-        await session.commit()
-        return outcome
 
 
 async def test_concurrent_duplicates_store_and_relay_once(

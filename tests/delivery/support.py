@@ -12,11 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fixtures.factories import Tenant
 from koinonia.config import Settings
+from koinonia.db.session import UnitOfWork
 from koinonia.delivery.dispatcher import Dispatcher
 from koinonia.delivery.ratelimit import LocalRateLimiter, RedisRateLimiter
 from koinonia.delivery.repository import DeliveryRepository
 from koinonia.kit.tokenbucket import Grant
-from koinonia.messages.service import enqueue
+from koinonia.messages.service import Outgoing, enqueue
 from koinonia.models import Church
 from koinonia_sandbox import RunningSandbox
 
@@ -37,19 +38,21 @@ async def message_status(session: AsyncSession, message_id: int) -> str:
 
 
 async def send_to_all(session: AsyncSession, church_id: int, content: str) -> int:
+    uow = UnitOfWork(session)  # as a request's or a job's session is
     church = await session.get(Church, church_id)
     assert church is not None
     queued = await enqueue(
         session,
-        church=church,
-        plan_texts=None,
-        content=content,
-        kind="broadcast",
-        target_type="all",
-        target_ids=[],
-        hold_for_quiet_hours=False,
+        Outgoing(
+            church=church,
+            plan_texts=None,
+            content=content,
+            kind="broadcast",
+            target_type="all",
+            hold_for_quiet_hours=False,
+        ),
     )
-    await session.commit()
+    await uow.commit()
     return queued.id
 
 

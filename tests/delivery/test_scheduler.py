@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from fixtures.factories import Seeder, SeedFor, Tenant
-from koinonia.delivery import scheduler
 from koinonia.delivery.scheduler import fire_due_schedules
+from koinonia.messages import service as messages_service
+from koinonia.messages.service import Outgoing
 
 MakeChurch = Callable[..., Awaitable[Tenant]]
 
@@ -228,14 +229,15 @@ async def test_a_failing_schedule_is_skipped_not_blocking(
     await live.members(1)
     poison = await add_schedule(live, due_in=timedelta(hours=-1))  # first in the queue
     good = await add_schedule(live)
-    real_enqueue = scheduler.enqueue
+    real_enqueue = messages_service.enqueue
 
-    async def flaky(session: Any, **kw: Any) -> Any:
-        if kw["recurring_id"] == poison:
+    async def flaky(session: Any, outgoing: Outgoing) -> Any:
+        if outgoing.recurring_id == poison:
             raise RuntimeError("boom")
-        return await real_enqueue(session, **kw)
+        return await real_enqueue(session, outgoing)
 
-    monkeypatch.setattr(scheduler, "enqueue", flaky)
+    # The scheduler sends through messages.service.enqueue_within_quota, which calls this.
+    monkeypatch.setattr(messages_service, "enqueue", flaky)
     assert await fire_due_schedules(church_id=live.church_id) == 1
     assert await messages_of(live, poison) == []
     assert len(await messages_of(live, good)) == 1

@@ -8,6 +8,7 @@ from koinonia.auth.context import AuthContext
 from koinonia.branches.repository import BranchRepository
 from koinonia.branches.schemas import BranchIn, BranchOut, BranchPatch
 from koinonia.churches.repository import ChurchRepository
+from koinonia.db.effects import church_changed
 from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached
 from koinonia.kit.pagination import ID, CursorSpec
@@ -58,6 +59,7 @@ async def create_branch(session: AsyncSession, auth: AuthContext, data: BranchIn
         branch = await repo.create(data.model_dump())
     except IntegrityError as exc:
         raise _name_taken(exc) or exc from None
+    church_changed(session, auth.church_id)
     return BranchOut.model_validate(branch)
 
 
@@ -73,6 +75,7 @@ async def update_branch(
             raise _name_taken(exc) or exc from None
         if not found:
             raise NotFound("branch", branch_id)
+        church_changed(session, auth.church_id)
     return await get_branch(session, auth, branch_id)
 
 
@@ -105,3 +108,4 @@ async def delete_branch(
                 }
             },
         )
+    church_changed(session, auth.church_id)

@@ -10,6 +10,7 @@ from koinonia.auth.context import AuthContext
 from koinonia.auth.security import hash_password
 from koinonia.churches.repository import AdminRepository, ChurchRepository
 from koinonia.churches.schemas import AdminInvite, AdminInvited, AdminOut, ChurchOut, ChurchPatch
+from koinonia.db.effects import church_changed
 from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached, ValidationFailed
 from koinonia.kit.pagination import ID, CursorSpec
@@ -40,6 +41,7 @@ async def update_church(session: AsyncSession, auth: AuthContext, data: ChurchPa
         raise
     if church is None:
         raise NotFound("church", auth.church_id)
+    church_changed(session, auth.church_id)
     if "timezone" in values:
         # Schedules fire at a time of day in the church's timezone: recompute them in this
         # transaction, or each would fire once more at the old zone's time.
@@ -82,6 +84,7 @@ async def invite_admin(session: AsyncSession, auth: AuthContext, data: AdminInvi
         if constraint_of(exc) == "uq_admins_email_lower":
             raise Conflict("an account with this email exists", fields={"email": "taken"}) from None
         raise
+    church_changed(session, auth.church_id)
     return AdminInvited(**AdminOut.model_validate(admin).model_dump(), temporary_password=temporary)
 
 
@@ -93,3 +96,4 @@ async def remove_admin(session: AsyncSession, auth: AuthContext, admin_id: int) 
     if admin.role == "PRIMARY":
         raise ValidationFailed.field("admin_id", "the primary admin cannot be removed")
     context_cache.end_after_commit(session, await repo.delete(admin_id))
+    church_changed(session, auth.church_id)

@@ -4,8 +4,10 @@
 verified. It runs inside the webhook's request transaction, which commits before the provider
 is answered 200, so everything it writes (the stored text, consent changes, the texts it
 enqueues) is durable before the text is acknowledged; any exception rolls all of it back and
-the provider retries. It runs a constant number of statements: 1 for an unknown church number,
-2-3 for an unknown sender or a keyword, 3-4 (+ a savepoint) for a chat text.
+the provider retries. Once it commits, the church's cached documents miss
+(`db.effects.church_changed`: a consent change, a stored text, a text enqueued). It runs a
+constant number of statements: 1 for an unknown church number, 2-3 for an unknown sender or a
+keyword, 3-4 (+ a savepoint) for a chat text.
 
 In order:
 1. The church is found by the number the text was sent to; unknown number → logged, ignored.
@@ -38,18 +40,17 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koinonia.billing.plans import effective_plan
 from koinonia.config import get_settings
 from koinonia.conversations.keywords import Keyword, classify
 from koinonia.conversations.repository import ConversationRepository, find_church_by_number
-from koinonia.kit.errors import PlanLimitReached
+from koinonia.db.effects import church_changed
 from koinonia.kit.logging import log
 from koinonia.kit.phones import PhoneError, normalize_phone
 from koinonia.kit.schemas import is_canonical_timezone
 from koinonia.kit.segments import render
 from koinonia.messages import limits
 from koinonia.messages.repository import Direct
-from koinonia.messages.service import enqueue
+from koinonia.messages.service import Outgoing, enqueue, enqueue_within_quota, plan_texts_of
 from koinonia.models import Church, Member
 
 # Longest text we hand a provider (Twilio refuses more than 1,600 characters).
@@ -180,14 +181,16 @@ async def _send_system(
     # held for quiet hours (it answers the recipient's own text). It still counts as usage.
     created = await enqueue(
         session,
-        church=church,
-        plan_texts=None,
-        content=content,
-        kind="system",
-        target_type="members",
-        target_ids=[member_id] if member_id is not None else [],
-        hold_for_quiet_hours=False,
-        direct=direct,
+        Outgoing(
+            church=church,
+            plan_texts=None,
+            content=content,
+            kind="system",
+            target_type="members",
+            target_ids=[member_id] if member_id is not None else [],
+            hold_for_quiet_hours=False,
+            direct=direct,
+        ),
     )
     return created.id
 
@@ -242,6 +245,8 @@ async def _keyword(
         reason=keyword.value,
         tz=tz,
     )
+    if changed:
+        church_changed(session, church.id)
     reply_id = None
     if changed or first_today:
         content = {
@@ -288,6 +293,7 @@ async def _chat(
         log.info("inbound_duplicate", church_id=church.id, member_id=member.id, **event)
         return InboundOutcome(InboundResult.DUPLICATE, church_id=church.id, member_id=member.id)
     text_id, conversation_id = stored
+    church_changed(session, church.id)
     relay_id, skipped = None, None
     if church.conversation_mode == "group_chat":
         if body.strip():
@@ -323,23 +329,19 @@ async def _relay(
     conversation_id: int,
     event: dict[str, str],
 ) -> int | None:
-    """The relay to every other opted-in member, in a savepoint: over the month's quota, only
-    the relay rolls back (the member's text stays stored and acknowledged)."""
-    plan = effective_plan(church.plan, church.subscription_status)
-    try:
-        async with session.begin_nested():
-            created = await enqueue(
-                session,
-                church=church,
-                plan_texts=plan.texts_per_month,
-                content=relay_text(member.first_name, body, church.sms_provider),
-                kind="relay",
-                target_type="all",
-                target_ids=[],
-                exclude_member_id=member.id,
-                conversation_id=conversation_id,
-            )
-    except PlanLimitReached as exc:
-        log.warning("relay_skipped_quota", church_id=church.id, **exc.extra, **event)
-        return None
-    return created.id
+    """The relay to every other opted-in member; over the month's quota only the relay rolls
+    back, logged as `relay_skipped_quota` (the member's text stays stored and acknowledged)."""
+    created = await enqueue_within_quota(
+        session,
+        Outgoing(
+            church=church,
+            plan_texts=plan_texts_of(church),
+            content=relay_text(member.first_name, body, church.sms_provider),
+            kind="relay",
+            target_type="all",
+            exclude_member_id=member.id,
+            conversation_id=conversation_id,
+        ),
+        event={"church_id": church.id, **event},
+    )
+    return None if created is None else created.id

@@ -22,10 +22,11 @@ from koinonia.conversations.schemas import (
     ReplyOut,
     ThreadMessageOut,
 )
+from koinonia.db.effects import church_changed
 from koinonia.kit.errors import Conflict, NotFound, ValidationFailed
 from koinonia.kit.pagination import ID, TIMESTAMP, CursorSpec
 from koinonia.messages import limits
-from koinonia.messages.service import enqueue
+from koinonia.messages.service import Outgoing, enqueue
 
 CONVERSATIONS_CURSOR = CursorSpec("conversations", (TIMESTAMP, ID))
 THREAD_CURSOR = CursorSpec("thread", (ID,))
@@ -90,6 +91,7 @@ async def update_conversation(
     )
     if row is None:
         raise NotFound("conversation", conversation_id)
+    church_changed(session, auth.church_id)
     return _out(row)
 
 
@@ -132,15 +134,17 @@ async def reply(
         limits.check_verbatim(church.sms_provider, data.body, field="body")
         created = await enqueue(
             session,
-            church=church,
-            plan_texts=auth.plan.texts_per_month,
-            content=data.body,
-            kind="reply",
-            target_type="members",
-            target_ids=[member_id],
-            created_by=auth.admin_id,
-            hold_for_quiet_hours=False,
-            conversation_id=conversation_id,
+            Outgoing(
+                church=church,
+                plan_texts=auth.plan.texts_per_month,
+                content=data.body,
+                kind="reply",
+                target_type="members",
+                target_ids=[member_id],
+                created_by=auth.admin_id,
+                hold_for_quiet_hours=False,
+                conversation_id=conversation_id,
+            ),
         )
     else:
         content = f"{church.name}: {data.body}"
@@ -152,14 +156,15 @@ async def reply(
         limits.check_verbatim(church.sms_provider, content, field="body")
         created = await enqueue(
             session,
-            church=church,
-            plan_texts=auth.plan.texts_per_month,
-            content=content,
-            kind="reply",
-            target_type="all",
-            target_ids=[],
-            created_by=auth.admin_id,
-            conversation_id=conversation_id,
+            Outgoing(
+                church=church,
+                plan_texts=auth.plan.texts_per_month,
+                content=content,
+                kind="reply",
+                target_type="all",
+                created_by=auth.admin_id,
+                conversation_id=conversation_id,
+            ),
         )
     row = await repo.add_outbound(
         conversation_id,

@@ -26,17 +26,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from koinonia.billing.plans import effective_plan
 from koinonia.db import observe
 from koinonia.db.session import job_session
 from koinonia.groups.repository import DueWelcome, WelcomeQueue
 from koinonia.groups.service import welcome_content
-from koinonia.kit.errors import KoinoniaError, PlanLimitReached
+from koinonia.kit.errors import KoinoniaError
 from koinonia.kit.logging import log
 from koinonia.kit.schedule import ScheduleError
 from koinonia.messages import limits
-from koinonia.messages.service import Enqueued, enqueue
-from koinonia.models import Church
+from koinonia.messages.service import Enqueued, Outgoing, enqueue_within_quota, plan_texts_of
 from koinonia.recurring.repository import ScheduleQueue
 from koinonia.recurring.service import next_send_at
 
@@ -80,14 +78,17 @@ async def _fire_one(session: AsyncSession, church_id: int | None) -> bool | None
 
     created = await _enqueue_or_skip(
         session,
+        Outgoing(
+            church=church,
+            plan_texts=plan_texts_of(church),
+            content=schedule.content,
+            kind="recurring",
+            target_type=schedule.target_type,
+            target_ids=list(schedule.target_ids or []),
+            created_by=schedule.created_by,
+            recurring_id=schedule_id,
+        ),
         event=event,
-        church=church,
-        content=schedule.content,
-        kind="recurring",
-        target_type=schedule.target_type,
-        target_ids=list(schedule.target_ids or []),
-        created_by=schedule.created_by,
-        recurring_id=schedule_id,
     )
     await queue.advance(schedule_id, upcoming, sent=created is not None)
     if created is not None:
@@ -127,15 +128,19 @@ async def send_due_welcomes(limit: int = 1000, *, church_id: int | None = None) 
                 # One unit of work per message: a batch spanning many groups sends one message
                 # per group (a constant number of statements each), which is not an N+1.
                 event = {"group_id": group_id, "church_id": first.church_id}
+                church = churches[first.church_id]
                 with observe.track("welcome_group"):
                     created = await _enqueue_or_skip(
                         session,
+                        Outgoing(
+                            church=church,
+                            plan_texts=plan_texts_of(church),
+                            content=welcome_content(first.welcome_text, first.group_name),
+                            kind="welcome",
+                            target_type="members",
+                            target_ids=newcomers,
+                        ),
                         event=event,
-                        church=churches[first.church_id],
-                        content=welcome_content(first.welcome_text, first.group_name),
-                        kind="welcome",
-                        target_type="members",
-                        target_ids=newcomers,
                     )
                 if created is not None:
                     log.info(
@@ -153,43 +158,19 @@ async def send_due_welcomes(limit: int = 1000, *, church_id: int | None = None) 
 
 
 async def _enqueue_or_skip(
-    session: AsyncSession,
-    *,
-    event: dict[str, Any],
-    church: Church,
-    content: str,
-    kind: str,
-    target_type: str,
-    target_ids: list[int],
-    created_by: int | None = None,
-    recurring_id: int | None = None,
+    session: AsyncSession, outgoing: Outgoing, *, event: dict[str, Any]
 ) -> Enqueued | None:
-    """Create the message in a SAVEPOINT: a refusal (over the plan's texts, no SMS number) or
-    a failure rolls back just the message, logs why and returns None; the caller still records
-    the work as done."""
-    plan = effective_plan(church.plan, church.subscription_status)
+    """Create the message, skipping it (logged, None returned; the caller still records the
+    work as done) when the month's texts are used up (`enqueue_within_quota`: only the
+    message rolls back), when it is refused (no SMS number, too long) or when it fails."""
+    church, content, kind = outgoing.church, outgoing.content, outgoing.kind
     try:
         # Checked when saved, but the church may have been renamed since: a text nobody could
         # receive is skipped (logged as `*_skipped`, reason validation_error) rather than
         # created to fail for everyone. One recipient's longer name fails just that recipient,
         # at sending (delivery.dispatcher). No statement: the church is loaded already.
         limits.check_content_alone(church.sms_provider, church.name, content, field="content")
-        async with session.begin_nested():
-            created = await enqueue(
-                session,
-                church=church,
-                plan_texts=plan.texts_per_month,
-                content=content,
-                kind=kind,
-                target_type=target_type,
-                target_ids=target_ids,
-                created_by=created_by,
-                hold_for_quiet_hours=True,
-                recurring_id=recurring_id,
-            )
-    except PlanLimitReached as exc:
-        log.warning(f"{kind}_skipped_quota", **event, **exc.extra)
-        return None
+        return await enqueue_within_quota(session, outgoing, event=event)
     except KoinoniaError as exc:
         log.warning(f"{kind}_skipped", reason=exc.code, detail=exc.detail, **event)
         return None
@@ -201,4 +182,3 @@ async def _enqueue_or_skip(
         # caller's next statement, and the whole unit is retried.
         log.exception(f"{kind}_failed", **event)
         return None
-    return created

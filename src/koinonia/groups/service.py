@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth.context import AuthContext
 from koinonia.churches.repository import ChurchRepository
+from koinonia.db.effects import church_changed
 from koinonia.groups.repository import GroupRepository, GroupRow
 from koinonia.groups.schemas import (
     GroupIn,
@@ -130,6 +131,7 @@ async def create_group(session: AsyncSession, auth: AuthContext, data: GroupIn) 
         group = await repo.create(data.model_dump())
     except IntegrityError as exc:
         raise _integrity(exc) or exc from None
+    church_changed(session, auth.church_id)
     return GroupOut.model_validate(group)
 
 
@@ -164,12 +166,14 @@ async def update_group(
             raise _integrity(exc) or exc from None
         if not found:
             raise NotFound("group", group_id)
+        church_changed(session, auth.church_id)
     return await get_group(session, auth, group_id)
 
 
 async def delete_group(session: AsyncSession, auth: AuthContext, group_id: int) -> None:
     if not await GroupRepository(session, church_id=auth.church_id).delete(group_id):
         raise NotFound("group", group_id)
+    church_changed(session, auth.church_id)
 
 
 async def list_group_members(
@@ -201,6 +205,7 @@ async def add_group_members(
         result = await repo.add_members(group_id, data.member_ids)
         if not result.group_found:
             raise NotFound("group", group_id)
+        church_changed(session, auth.church_id)
         return GroupMembersAdded(
             added=result.added,
             already_in_group=result.known - result.added,
@@ -212,6 +217,7 @@ async def add_group_members(
         raise NotFound("group", group_id)
     member, created = await members.find_or_create_member(session, auth, data.member)
     result = await repo.add_members(group_id, [member.id])
+    church_changed(session, auth.church_id)
     return GroupMembersAdded(
         added=result.added,
         already_in_group=result.known - result.added,
@@ -229,3 +235,4 @@ async def remove_group_member(
         if not await repo.exists(group_id):
             raise NotFound("group", group_id)
         raise NotFound(f"member {member_id} in group", group_id)
+    church_changed(session, auth.church_id)

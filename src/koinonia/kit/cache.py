@@ -43,8 +43,6 @@ VERSION_TTL_S = 24 * 3600
 MAX_TTL_S = VERSION_TTL_S / 2
 _STEP = 2**31
 
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
 Loader = Callable[[], Awaitable[Any]]
 
 # Documents this process read or loaded: versioned key -> (monotonic expiry, JSON bytes).
@@ -183,7 +181,8 @@ async def get_or_load(
 async def invalidate_church(church_id: int) -> None:
     """Every cached document of the church misses from now on, in every process. Call it after
     the change is committed (a reader between the bump and the commit would cache old data
-    under the new version). Never raises: a store outage is logged and the TTLs take over."""
+    under the new version): services register it with `db.effects.church_changed`. Never
+    raises: a store outage is logged and the TTLs take over."""
     try:
         await get_store().incr(version_key(church_id), VERSION_TTL_S, by=_step())
     except StoreUnavailable:

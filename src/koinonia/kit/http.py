@@ -1,4 +1,4 @@
-"""The per-request ASGI pipeline: bodies, admission, errors, observability, cache invalidation.
+"""The per-request ASGI pipeline: bodies, admission, errors, observability (transport only).
 
 One pure ASGI middleware does all of it, in one coroutine frame per request (it replaced four
 stacked middlewares: each layer cost a coroutine frame and a `send` wrapper per request, ~10% of
@@ -30,11 +30,11 @@ a cached read):
    count and database time per request (`track`, the app's `db.observe.track`), returned in
    `Server-Timing`,
    exported as metrics and logged as one `request` event per request.
-5. Cache invalidation: a successful authenticated write (POST/PUT/PATCH/DELETE answered below
-   400 after `current_auth` put the church in `request.state.church_id`) invalidates its
-   church's cached documents (`kit.cache.invalidate_church`) before the response starts, so the
-   client's next read sees its own write. The request's transaction has committed by then: the
-   session dependency is function-scoped and closes when the endpoint returns.
+
+What a request's writes cause (invalidating the church's cached documents, ending cached
+sessions) is not decided here from the HTTP method: the services register it on their unit of
+work (`db.session.on_commit`, `db.effects.church_changed`), so it runs only after the commit,
+for requests and jobs alike, before the response starts.
 
 Headers are the server's part: `kit.server` gives uvicorn a header deadline and keep-alive
 timeout, so a connection that never finishes its headers is closed before it gets here.
@@ -55,7 +55,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bind_contextvars, unbind_contextvars
 
 from koinonia.kit import metrics
-from koinonia.kit.cache import WRITE_METHODS, invalidate_church
 from koinonia.kit.deadlines import Deadlines
 from koinonia.kit.errors import KoinoniaError, PayloadTooLarge
 from koinonia.kit.logging import log_request
@@ -87,7 +86,7 @@ def _json_error(
 
 
 class RequestPipeline:
-    """Body, admission, errors, observability and cache invalidation in one ASGI layer."""
+    """Body, admission, errors and observability in one ASGI layer."""
 
     def __init__(
         self,
@@ -151,7 +150,6 @@ class RequestPipeline:
         if request_id is None:
             request_id = os.urandom(16).hex()
         status = 500
-        invalidates = method in WRITE_METHODS
         with self.track(f"{method} {path}") as stats:
             bind_contextvars(request_id=request_id)
             answered = False
@@ -160,10 +158,6 @@ class RequestPipeline:
                 nonlocal status, answered
                 if message["type"] == "http.response.start":
                     status = message["status"]
-                    if invalidates and status < 400:
-                        church_id = (scope.get("state") or {}).get("church_id")
-                        if church_id is not None:
-                            await invalidate_church(church_id)
                     total_ms = (time.perf_counter() - started) * 1000
                     timing = (
                         f'db;dur={stats.db_seconds * 1000:.2f};desc="{stats.count} statements", '

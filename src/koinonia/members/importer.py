@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.billing.plans import Plan
 from koinonia.churches.repository import ChurchRepository
+from koinonia.db.effects import church_changed
 from koinonia.kit.errors import NotFound, PlanLimitReached
 from koinonia.members.csv_import import ImportRow, MemberCsvReader, RowError, errors_csv
 from koinonia.members.import_repository import ImportRepository
@@ -105,6 +106,7 @@ async def import_members(
             group_id, welcome=bool(welcome), after_row=after_row, rows=len(piece)
         )
         created, existing, joined = created + c, existing + e, joined + j
+        church_changed(session, church_id)
 
     valid = len(rows)
     if first is None:

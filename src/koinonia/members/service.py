@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth.context import AuthContext
 from koinonia.churches.repository import ChurchRepository
+from koinonia.db.effects import church_changed
 from koinonia.db.session import autocommit_reads
 from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached
@@ -113,6 +114,7 @@ async def create_member(session: AsyncSession, auth: AuthContext, data: MemberCr
     member = await repo.create(data.model_dump())
     if member is None:
         raise _phone_taken()
+    church_changed(session, auth.church_id)
     return MemberOut.model_validate(member)
 
 
@@ -135,6 +137,7 @@ async def find_or_create_member(
         if member is None:  # pragma: no cover - deleted in between
             raise _phone_taken()
         return MemberOut.model_validate(member), False
+    church_changed(session, auth.church_id)
     return MemberOut.model_validate(member), True
 
 
@@ -153,9 +156,11 @@ async def update_member(
             raise
         if not found:
             raise NotFound("member", member_id)
+        church_changed(session, auth.church_id)
     return await get_member(session, auth, member_id)
 
 
 async def delete_member(session: AsyncSession, auth: AuthContext, member_id: int) -> None:
     if not await MemberRepository(session, church_id=auth.church_id).delete(member_id):
         raise NotFound("member", member_id)
+    church_changed(session, auth.church_id)

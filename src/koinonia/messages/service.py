@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -7,9 +8,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth.context import AuthContext
+from koinonia.billing.plans import effective_plan
 from koinonia.churches.repository import ChurchRepository
 from koinonia.config import get_settings
+from koinonia.db.effects import church_changed
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached, ValidationFailed
+from koinonia.kit.logging import log
 from koinonia.kit.pagination import ID, TIMESTAMP, CursorSpec
 from koinonia.kit.segments import count_segments, render, validate_template
 from koinonia.messages import limits, quiet_hours
@@ -141,14 +145,16 @@ async def send(
 
     created = await enqueue(
         session,
-        church=church,
-        plan_texts=limit,
-        content=content,
-        kind="broadcast",
-        target_type=data.target.type,
-        target_ids=data.target.ids,
-        created_by=auth.admin_id,
-        scheduled_at=data.scheduled_at,
+        Outgoing(
+            church=church,
+            plan_texts=limit,
+            content=content,
+            kind="broadcast",
+            target_type=data.target.type,
+            target_ids=data.target.ids,
+            created_by=auth.admin_id,
+            scheduled_at=data.scheduled_at,
+        ),
     )
     return MessageCreated(
         id=created.id,
@@ -159,6 +165,42 @@ async def send(
         segments=created.segments,
         scheduled_at=created.due_at if created.status == "scheduled" else None,
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outgoing:
+    """One message to send, of any kind (broadcast, reply, relay, recurring, welcome, system):
+    everything `enqueue` needs.
+
+    - `church` sends it (its number, name, timezone, quiet hours and provider);
+      `plan_texts` is the month's texts it must fit in (402 beyond), None for never refused
+      (system texts: a carrier-mandated answer must not fail).
+    - `content` is sent to the opted-in members of `target_type` / `target_ids`, but for
+      `exclude_member_id` (a relay's sender); `direct` (kind 'system' only) sends to exactly
+      that one number whatever its consent, the target then only recorded on the message.
+    - `scheduled_at` (None: now) is when it goes out, moved past the church's quiet hours
+      when `hold_for_quiet_hours`.
+    - `created_by` (the admin; None for the system), `conversation_id` and `recurring_id`
+      (what it belongs to) are recorded on the message.
+    """
+
+    church: Church
+    plan_texts: int | None
+    content: str
+    kind: str
+    target_type: str
+    target_ids: Sequence[int] = ()
+    created_by: int | None = None
+    scheduled_at: datetime | None = None
+    hold_for_quiet_hours: bool = True
+    conversation_id: int | None = None
+    recurring_id: int | None = None
+    exclude_member_id: int | None = None
+    direct: Direct | None = None
+
+    def __post_init__(self) -> None:
+        if self.direct is not None and self.kind != "system":
+            raise ValueError("a direct recipient is for system texts only")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,42 +214,27 @@ class Enqueued:
     segments: int
 
 
-async def enqueue(
-    session: AsyncSession,
-    *,
-    church: Church,
-    plan_texts: int | None,
-    content: str,
-    kind: str,
-    target_type: str,
-    target_ids: list[int],
-    created_by: int | None = None,
-    scheduled_at: datetime | None = None,
-    hold_for_quiet_hours: bool = True,
-    conversation_id: int | None = None,
-    recurring_id: int | None = None,
-    exclude_member_id: int | None = None,
-    direct: Direct | None = None,
-) -> Enqueued:
-    """The one way a text gets sent, for every kind (broadcast, reply, relay, recurring,
-    welcome, system): message + recipients + quota reservation in one statement; workers
-    deliver.
+def plan_texts_of(church: Church) -> int | None:
+    """The month's texts of the church's plan as it stands now, for the work no admin asked
+    for (schedules, welcome texts, relays); a request takes its own from its `AuthContext`."""
+    return effective_plan(church.plan, church.subscription_status).texts_per_month
 
-    `exclude_member_id` leaves one member out of the audience (a relay's sender). `direct`
-    (kind 'system' only) sends to exactly that one number whatever its consent; the target is
-    then only recorded on the message. Kinds in VERBATIM_KINDS are sent as written.
+
+async def enqueue(session: AsyncSession, outgoing: Outgoing) -> Enqueued:
+    """The one way a text gets sent, for every kind: message + recipients + quota reservation
+    in one statement; workers deliver. Kinds in VERBATIM_KINDS are sent as written. Once the
+    caller's unit of work commits, the church's cached documents miss (`church_changed`).
 
     Raises Conflict without an SMS number and PlanLimitReached (402) when the month's texts
     would exceed `plan_texts`; the caller's transaction then rolls back, writing nothing."""
-    if direct is not None and kind != "system":
-        raise ValueError("a direct recipient is for system texts only")
+    church, content, kind = outgoing.church, outgoing.content, outgoing.kind
     if church.sms_number is None:
         raise Conflict(
             "set the church's SMS number (PATCH /church) before sending", code="no_sms_number"
         )
     now = datetime.now(UTC)
-    due = max(scheduled_at or now, now)
-    if hold_for_quiet_hours:
+    due = max(outgoing.scheduled_at or now, now)
+    if outgoing.hold_for_quiet_hours:
         due = quiet_hours.release_time(
             due, church.timezone, church.quiet_hours_start, church.quiet_hours_end
         )
@@ -222,25 +249,26 @@ async def enqueue(
         NewMessage(
             content=content,
             kind=kind,
-            target_type=target_type,
-            target_ids=target_ids,
+            target_type=outgoing.target_type,
+            target_ids=list(outgoing.target_ids),
             encoding=encoding,
             segments=segments,
             due_at=due,
             scheduled_at=due if due > now else None,
-            created_by=created_by,
-            conversation_id=conversation_id,
-            recurring_id=recurring_id,
-            exclude_member_id=exclude_member_id,
-            direct=direct,
+            created_by=outgoing.created_by,
+            conversation_id=outgoing.conversation_id,
+            recurring_id=outgoing.recurring_id,
+            exclude_member_id=outgoing.exclude_member_id,
+            direct=outgoing.direct,
         ),
-        text_limit=plan_texts,
+        text_limit=outgoing.plan_texts,
     )
+    church_changed(session, church.id)
     if not created.quota_ok:
-        assert plan_texts is not None
+        assert outgoing.plan_texts is not None
         used = await repo.texts_used()  # the month reserved for: the same transaction
         raise PlanLimitReached(
-            "texts this month", limit=plan_texts, usage=used, requested=created.recipients
+            "texts this month", limit=outgoing.plan_texts, usage=used, requested=created.recipients
         )
     return Enqueued(
         created.id,
@@ -251,6 +279,23 @@ async def enqueue(
         encoding,
         segments,
     )
+
+
+async def enqueue_within_quota(
+    session: AsyncSession, outgoing: Outgoing, *, event: Mapping[str, Any]
+) -> Enqueued | None:
+    """`enqueue` in a SAVEPOINT, for work that goes on without its text when the month's texts
+    are used up (a schedule still advances, a welcome is still marked, a member's text is
+    still stored): over the quota only the message rolls back, `{kind}_skipped_quota` is
+    logged with `event` and the quota's numbers, and None returned. Any other error rolls
+    back the savepoint too and propagates: the caller decides (the scheduler skips the text,
+    an inbound webhook fails and the provider retries)."""
+    try:
+        async with session.begin_nested():
+            return await enqueue(session, outgoing)
+    except PlanLimitReached as exc:
+        log.warning(f"{outgoing.kind}_skipped_quota", **event, **exc.extra)
+        return None
 
 
 def delivery_rate(*, sent: int, delivered: int, undelivered: int, failed: int) -> float | None:
@@ -341,4 +386,5 @@ async def cancel(session: AsyncSession, auth: AuthContext, message_id: int) -> M
     previous, _ = result
     if previous in ("sent", "completed", "cancelled"):  # nothing left to hold back
         raise Conflict(f"message is already {previous}", code="not_cancellable")
+    church_changed(session, auth.church_id)
     return await get_message(session, auth, message_id)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth.context import AuthContext
 from koinonia.churches.repository import ChurchRepository
+from koinonia.db.effects import church_changed
 from koinonia.kit.errors import NotFound, ValidationFailed
 from koinonia.kit.pagination import ID, CursorSpec
 from koinonia.kit.schedule import Frequency, ScheduleError, next_occurrence, validate_schedule
@@ -182,7 +183,9 @@ async def create_recurring(
     values["next_send_at"] = _schedule_fields(values, tz)
     await _check_target(session, auth.church_id, data.target)
     await _check_length(session, church, data.content, data.target)
-    return to_out(await repo.create(values), tz)
+    created = await repo.create(values)
+    church_changed(session, auth.church_id)
+    return to_out(created, tz)
 
 
 async def update_recurring(
@@ -231,12 +234,14 @@ async def update_recurring(
     updated = await repo.update(recurring_id, changes)
     if updated is None:  # pragma: no cover - the row is locked since the read
         raise NotFound("recurring message", recurring_id)
+    church_changed(session, auth.church_id)
     return to_out(updated, tz)
 
 
 async def delete_recurring(session: AsyncSession, auth: AuthContext, recurring_id: int) -> None:
     if not await RecurringRepository(session, church_id=auth.church_id).delete(recurring_id):
         raise NotFound("recurring message", recurring_id)
+    church_changed(session, auth.church_id)
 
 
 async def reschedule_church(session: AsyncSession, church_id: int, tz: str) -> int:

@@ -1,10 +1,10 @@
 """Stats dashboards: one SQL statement each, cached per church (kit.cache).
 
 Services return the JSON document as bytes: a cache hit is served as stored, without decoding
-and re-validating it. Every successful write of the church invalidates its documents at once
-(kit.http.RequestPipeline); the TTLs bound what no request announces: delivery results
-written by workers and webhooks (until they call `invalidate_church`). A service opens its
-session (`open_session`) only when the cache misses.
+and re-validating it. Every committed write of the church's data invalidates its documents at
+once (each service registers `db.effects.church_changed`; the delivery worker invalidates after
+its write-backs); the TTLs bound what nothing announces: delivery reports from webhooks. A
+service opens its session (`open_session`) only when the cache misses.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.auth.context import AuthContext
 from koinonia.churches.repository import ChurchRepository
+from koinonia.db.effects import church_changed
 from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound
 from koinonia.kit.pagination import ID, CursorSpec
@@ -63,6 +64,7 @@ async def create_template(
         template = await repo.create(data.model_dump())
     except IntegrityError as exc:
         raise _name_taken(exc) or exc from None
+    church_changed(session, auth.church_id)
     return TemplateOut.model_validate(template)
 
 
@@ -81,9 +83,11 @@ async def update_template(
         raise _name_taken(exc) or exc from None
     if template is None:
         raise NotFound("template", template_id)
+    church_changed(session, auth.church_id)
     return TemplateOut.model_validate(template)
 
 
 async def delete_template(session: AsyncSession, auth: AuthContext, template_id: int) -> None:
     if not await TemplateRepository(session, church_id=auth.church_id).delete(template_id):
         raise NotFound("template", template_id)
+    church_changed(session, auth.church_id)
