@@ -40,18 +40,17 @@ def _problem(loc: tuple[int | str, ...], msg: str) -> str:
 
 
 async def _prepare(settings: Settings, *, seed: bool) -> bool:
-    from koinonia.db.engine import dispose_engine, init_engine
+    from koinonia.db.database import Database
     from koinonia.db.migrate import migrate
-    from koinonia.db.session import job_session
     from koinonia.demo import seed_demo
 
-    engine = init_engine(settings)
-    await migrate(engine)
+    database = Database.open(settings)
+    await migrate(database.engine)
     seeded = False
     if seed:
-        async with job_session() as session:
+        async with database.session() as session:
             seeded = await seed_demo(session)
-    await dispose_engine()
+    await database.dispose()
     return seeded
 
 
@@ -178,12 +177,12 @@ def import_csv(
     async def run() -> None:
         from koinonia.billing.plans import effective_plan
         from koinonia.churches.repository import ChurchRepository
-        from koinonia.db.engine import dispose_engine, init_engine
+        from koinonia.db.database import Database
         from koinonia.db.migrate import migrate
-        from koinonia.db.session import job_session
         from koinonia.members.importer import import_members
 
-        await migrate(init_engine(settings))
+        database = Database.open(settings)
+        await migrate(database.engine)
         try:
             with Progress(
                 SpinnerColumn(),
@@ -192,7 +191,7 @@ def import_csv(
                 console=console,
             ) as bar:
                 task = bar.add_task(f"importing {file.name}", total=None)
-                async with job_session() as session:
+                async with database.session() as session:
                     found = await ChurchRepository(session, church_id=church).get()
                     if found is None:
                         raise typer.BadParameter(f"no church {church}", param_hint="--church")
@@ -206,7 +205,7 @@ def import_csv(
                         progress=lambda phase: bar.update(task, description=phase),
                     )
         finally:
-            await dispose_engine()
+            await database.dispose()
         console.print(
             f"{report.total_rows} rows: {report.created} created, "
             f"{report.already_members} already members, {report.added_to_group} added to the "

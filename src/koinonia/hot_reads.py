@@ -23,8 +23,9 @@ What it guarantees (tests/api/test_hot_reads.py compares both paths):
   (admission, request id, metrics under the route's path, the request log, Server-Timing), and
   sets `scope["route"]` and the request's church as FastAPI's route would.
 - The database session is opened only when a statement must run (`db.session.LazyReadSession`:
-  the session cache missed, or the document is not cached), as a unit of work like the
-  dependency's, and its statements run without BEGIN / COMMIT like `ReadDbSession`'s.
+  the session cache missed, or the document is not cached), from the app's database as a unit
+  of work like the dependency's, and its statements run without BEGIN / COMMIT like
+  `ReadDbSession`'s (both are `Database.read_only`).
 
 The routes stay declared in their routers, so OpenAPI lists them as before.
 """
@@ -192,7 +193,7 @@ class HotReads:
         # back, before the response starts.
         try:
             async with AsyncExitStack() as stack:
-                source = LazyReadSession(stack)
+                source = LazyReadSession(deps.database_of(self.api), stack)
                 token = deps.bearer_token_of(_header(scope, b"authorization"))
                 auth = await deps.authenticate(await deps.settings(), token, source)
                 scope.setdefault("state", {})["church_id"] = auth.church_id

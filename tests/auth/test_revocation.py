@@ -18,7 +18,7 @@ from fixtures.factories import Tenant, make_tenant
 from fixtures.redis_servers import HiccupProxy, real_redis_url
 from koinonia.auth import security, service
 from koinonia.config import get_settings
-from koinonia.db.session import job_session
+from koinonia.db.database import Database
 from koinonia.kit.store import RedisStore, Store, get_store, init_store
 
 
@@ -118,7 +118,11 @@ async def test_the_cache_learns_of_an_end_only_after_the_commit(
 
 
 async def test_a_rolled_back_logout_leaves_the_cache_alone(
-    client: httpx.AsyncClient, tenant: Tenant, cached_sessions: None, restore_store: None
+    client: httpx.AsyncClient,
+    database: Database,
+    tenant: Tenant,
+    cached_sessions: None,
+    restore_store: None,
 ) -> None:
     assert (await client.get("/api/v1/auth/me", headers=tenant.headers)).is_success
     writes: list[str] = []
@@ -128,7 +132,7 @@ async def test_a_rolled_back_logout_leaves_the_cache_alone(
 
     store_module._store = Watched(get_store(), record)
     with pytest.raises(Boom):
-        async with job_session() as session:
+        async with database.session() as session:
             await service.logout(session, session_id(tenant))
             raise Boom
     assert writes == []

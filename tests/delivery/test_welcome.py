@@ -13,14 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fixtures.live import LiveChurch, live_church
 from koinonia.config import get_settings
-from koinonia.db import engine as db_engine
+from koinonia.db.database import Database
 from koinonia.delivery.scheduler import send_due_welcomes, welcome_content
 from koinonia.messages.service import billing_month
 
 
 @pytest.fixture
-async def live(engine: AsyncEngine) -> AsyncIterator[LiveChurch]:
-    async with live_church(engine) as church:
+async def live(committed_database: Database) -> AsyncIterator[LiveChurch]:
+    async with live_church(committed_database) as church:
         yield church
 
 
@@ -65,8 +65,8 @@ async def test_one_welcome_with_the_group_name_sent_once(live: LiveChurch) -> No
     [member] = await live.members(1)
     await join(live, group, [member], due_in=DUE)
 
-    assert await send_due_welcomes(church_id=live.church_id) == 1
-    assert await send_due_welcomes(church_id=live.church_id) == 0
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 1
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 0
     [message] = await welcomes(live)
     assert message.content == "Welcome to Youth!"
     assert (message.target_type, message.recipients) == ("members", [member])
@@ -78,7 +78,7 @@ async def test_custom_text_keeps_per_recipient_fields(live: LiveChurch) -> None:
     group = await live.group(name="Choir", welcome_enabled=True, welcome_text=text)
     members = await live.members(2)
     await join(live, group, members, due_in=DUE)
-    assert await send_due_welcomes(church_id=live.church_id) == 2
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 2
     [message] = await welcomes(live)  # one message for the group's newcomers
     assert message.content == "Hi {first_name|friend}, welcome to Choir! Choir meets Fridays."
     assert message.recipients == members
@@ -89,14 +89,14 @@ async def test_opted_out_members_get_none(live: LiveChurch) -> None:
     opted_in = await live.members(1)
     opted_out = await live.members(2, consent="opted_out")
     await join(live, group, opted_in + opted_out, due_in=DUE)
-    assert await send_due_welcomes(church_id=live.church_id) == 3
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 3
     [message] = await welcomes(live)
     assert message.recipients == opted_in
     assert await pending(live) == []  # every claimed membership is done, texted or not
 
     only_out = await live.group(welcome_enabled=True)
     await join(live, only_out, opted_out, due_in=DUE)
-    assert await send_due_welcomes(church_id=live.church_id) == 2
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 2
     assert len(await welcomes(live)) == 1
 
 
@@ -106,7 +106,7 @@ async def test_disabled_group_and_future_welcomes(live: LiveChurch) -> None:
     members = await live.members(2)
     await join(live, off, members[:1], due_in=DUE)  # switched off after the member joined
     await join(live, on, members[1:], due_in=timedelta(seconds=60))
-    assert await send_due_welcomes(church_id=live.church_id) == 1
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 1
     assert await welcomes(live) == []
     [waiting] = await pending(live)
     assert (waiting.member_id, waiting.in_future) == (members[1], True)
@@ -120,7 +120,7 @@ async def test_one_message_per_group_many_groups(live: LiveChurch) -> None:
     for group in groups:
         await join(live, group, members[:1], due_in=DUE)
     await join(live, groups[0], members[1:], due_in=DUE)
-    assert await send_due_welcomes(church_id=live.church_id) == 12
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 12
     sent = await welcomes(live)
     assert sorted(m.content for m in sent) == [f"Welcome to G{i}!" for i in range(6)]
     assert sorted(len(m.recipients) for m in sent) == [1, 1, 1, 1, 1, 7]
@@ -130,8 +130,8 @@ async def test_batches_by_limit(live: LiveChurch) -> None:
     group = await live.group(welcome_enabled=True)
     members = await live.members(5)
     await join(live, group, members, due_in=DUE)
-    assert await send_due_welcomes(limit=3, church_id=live.church_id) == 3
-    assert await send_due_welcomes(limit=3, church_id=live.church_id) == 2
+    assert await send_due_welcomes(live.database, limit=3, church_id=live.church_id) == 3
+    assert await send_due_welcomes(live.database, limit=3, church_id=live.church_id) == 2
     assert sorted(len(m.recipients) for m in await welcomes(live)) == [2, 3]
 
 
@@ -140,15 +140,16 @@ async def test_two_workers_welcome_once(live: LiveChurch) -> None:
     members = await live.members(3)
     await join(live, group, members, due_in=DUE)
     results = await asyncio.gather(
-        send_due_welcomes(church_id=live.church_id), send_due_welcomes(church_id=live.church_id)
+        send_due_welcomes(live.database, church_id=live.church_id),
+        send_due_welcomes(live.database, church_id=live.church_id),
     )
     assert sum(results) == 3
     sent = await welcomes(live)
     assert sorted(r for m in sent for r in m.recipients) == members
 
 
-async def test_over_quota_is_marked_not_retried(engine: AsyncEngine) -> None:
-    async with live_church(engine, plan="starter") as live:
+async def test_over_quota_is_marked_not_retried(committed_database: Database) -> None:
+    async with live_church(committed_database, plan="starter") as live:
         await live.execute(
             "INSERT INTO usage (church_id, month, texts) VALUES (:c, :m, 1000)",
             c=live.church_id,
@@ -156,7 +157,7 @@ async def test_over_quota_is_marked_not_retried(engine: AsyncEngine) -> None:
         )
         group = await live.group(welcome_enabled=True)
         await join(live, group, await live.members(1), due_in=DUE)
-        assert await send_due_welcomes(church_id=live.church_id) == 1
+        assert await send_due_welcomes(live.database, church_id=live.church_id) == 1
         assert await welcomes(live) == []
         assert await pending(live) == []
 
@@ -169,21 +170,18 @@ async def test_survives_a_restart(live: LiveChurch, engine: AsyncEngine) -> None
     await join(live, group, early, due_in=timedelta(seconds=-30))  # came due while down
     await join(live, group, recent, due_in=timedelta(seconds=60))
 
-    previous_engine, previous_maker = db_engine._engine, db_engine._sessionmaker
     url = engine.url.render_as_string(hide_password=False)
-    fresh = db_engine.make_engine(get_settings(), url)
-    db_engine.set_engine(fresh)
+    fresh = Database.open(get_settings(), url)
     try:
-        assert await send_due_welcomes(church_id=live.church_id) == 1
+        assert await send_due_welcomes(fresh, church_id=live.church_id) == 1
     finally:
-        db_engine._engine, db_engine._sessionmaker = previous_engine, previous_maker
         await fresh.dispose()
     [message] = await welcomes(live)
     assert (message.content, message.recipients) == ("Welcome to Newcomers!", early)
     [waiting] = await pending(live)
     assert (waiting.member_id, waiting.in_future) == (recent[0], True)
     # Still waiting on the next poll.
-    assert await send_due_welcomes(church_id=live.church_id) == 0
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 0
 
 
 def test_welcome_content() -> None:

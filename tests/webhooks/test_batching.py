@@ -7,8 +7,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import pytest
-
 from fixtures.factories import Tenant
 from koinonia.webhooks import batching
 from koinonia.webhooks.repository import DeliveryReportRepository
@@ -55,20 +53,17 @@ async def test_reports_for_one_id_in_one_batch_keep_the_highest_status(
     assert await db.pending_count() == 1
 
 
-async def test_a_failing_batch_is_retried_report_by_report(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_failing_batch_is_retried_report_by_report() -> None:
     batches: list[list[str]] = []
 
-    async def store(batch: Sequence[DeliveryReport]) -> list[ReportOutcome]:
+    async def store(batch: Sequence[DeliveryReport]) -> list[ReportOutcome | None]:
         batches.append([r.provider_message_id for r in batch])
         await asyncio.sleep(0)
         if any(r.provider_message_id == "bad" for r in batch):
             raise RuntimeError("cannot store 'bad'")
         return [ReportOutcome.APPLIED] * len(batch)
 
-    monkeypatch.setattr(batching, "_store", store)
-    writer = batching.ReportWriter()
+    writer = batching.ReportWriter(store)
     results = await asyncio.gather(
         *(writer.record(DeliveryReport("twilio", sid, "sent")) for sid in ("a", "bad", "c")),
         return_exceptions=True,
@@ -78,18 +73,15 @@ async def test_a_failing_batch_is_retried_report_by_report(
     assert batches[0] == ["a", "bad", "c"] and sorted(batches[1:]) == [["a"], ["bad"], ["c"]]
 
 
-async def test_a_report_is_answered_only_after_its_batch_commits(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_report_is_answered_only_after_its_batch_commits() -> None:
     storing, committed = asyncio.Event(), asyncio.Event()
 
-    async def store(batch: Sequence[DeliveryReport]) -> list[ReportOutcome]:
+    async def store(batch: Sequence[DeliveryReport]) -> list[ReportOutcome | None]:
         storing.set()
         await committed.wait()
         return [ReportOutcome.APPLIED] * len(batch)
 
-    monkeypatch.setattr(batching, "_store", store)
-    writer = batching.ReportWriter()
+    writer = batching.ReportWriter(store)
     answer = asyncio.ensure_future(writer.record(DeliveryReport("twilio", "x", "sent")))
     await asyncio.wait_for(storing.wait(), 30)  # its batch is being stored, not yet committed
     assert not answer.done()

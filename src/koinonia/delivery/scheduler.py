@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.billing.plans import effective_plan
 from koinonia.db import observe
-from koinonia.db.session import job_session
+from koinonia.db.database import Database
 from koinonia.kit.errors import KoinoniaError, PlanLimitReached
 from koinonia.kit.logging import log
 from koinonia.kit.schedule import ScheduleError
@@ -51,13 +51,15 @@ __all__ = ["fire_due_schedules", "send_due_welcomes"]
 # --- recurring messages ------------------------------------------------------------------------
 
 
-async def fire_due_schedules(limit: int = 100, *, church_id: int | None = None) -> int:
+async def fire_due_schedules(
+    database: Database, limit: int = 100, *, church_id: int | None = None
+) -> int:
     """Fire up to `limit` due schedules, each in its own transaction and tracked unit of work.
     Returns how many created a message. `church_id` (tests only) restricts the queue."""
     fired = 0
     for _ in range(limit):
         with observe.track("schedule"):
-            async with job_session() as session:
+            async with database.session() as session:
                 outcome = await _fire_one(session, church_id)
         if outcome is None:
             break
@@ -174,12 +176,14 @@ def welcome_content(welcome_text: str | None, group_name: str) -> str:
     return _GROUP_NAME.sub(lambda _: group_name, template)
 
 
-async def send_due_welcomes(limit: int = 1000, *, church_id: int | None = None) -> int:
+async def send_due_welcomes(
+    database: Database, limit: int = 1000, *, church_id: int | None = None
+) -> int:
     """Send the welcome texts due now: one message per group, all in one transaction with the
     claim, so each membership is welcomed once. Returns how many memberships were handled
     (welcomed or skipped); call again at once when it equals `limit`. `church_id`: tests only."""
     with observe.track("welcome"):
-        async with job_session() as session:
+        async with database.session() as session:
             queue = WelcomeQueue(session)
             due = await queue.claim_due(limit=limit, church_id=church_id)
             if not due:
