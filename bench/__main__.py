@@ -50,14 +50,14 @@ async def run_size(
 ) -> list[dict[str, Any]]:
     settings = get_settings()
     size = SIZES[size_name]
-    engine = await prepare(settings, size, log)
+    database = await prepare(settings, size, log)
     init_store(settings.redis_url, settings.store_prefix)
-    app = create_app(settings, manage_engine=False)
+    app = create_app(settings, database=database)
     rows: list[dict[str, Any]] = []
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         api = await sc.Api.login(client)
-        plan = sc.registry(engine, api, size, runs)
+        plan = sc.registry(database, api, size, runs)
         for name, make in plan:
             if only and only not in name:
                 continue
@@ -82,14 +82,14 @@ async def run_size(
             log(f"    {row['operation']}: {row['ours']}")
     if size.name != "S" and (not only or "load" in only):
         log(f"[{size.name}] load against a real API process ({load_seconds:.0f} s per run) ...")
-        for row in await sc.load_scenarios(engine, size, load_seconds):
+        for row in await sc.load_scenarios(database, size, load_seconds):
             row["size"] = size.name
             rows.append(row)
             log(f"    {row['operation']}: {row['ours']}")
             if "anchor" in row:
                 log(f"    anchor {row['anchor']}")
                 log(f"    ours/anchor {_vs_anchor(row)}")
-    await engine.dispose()
+    await database.dispose()
     return rows
 
 

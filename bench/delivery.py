@@ -17,10 +17,9 @@ from sqlalchemy import text
 
 from bench.load import free_port
 from koinonia.config import get_settings
-from koinonia.db import engine as db_engine
+from koinonia.db.database import Database
 from koinonia.db.embedded import database_url
 from koinonia.db.migrate import migrate
-from koinonia.db.session import job_session
 from koinonia.messages.service import Outgoing, enqueue
 from koinonia.models import Church
 from koinonia.sms.base import OutboundSms, create_http_client
@@ -92,11 +91,10 @@ class Rig:
     async def __aenter__(self) -> Rig:
         settings = get_settings()
         self.db_url = database_url(settings, DB)
-        # Its own database and engine: the caller's (the bench data) is put back on exit.
-        self.previous_engine = db_engine._engine
-        db_engine.set_engine(db_engine.make_engine(settings, self.db_url))
-        await migrate(db_engine.get_engine())
-        async with job_session() as s:
+        # Its own database (the bench data's is the caller's, untouched).
+        self.database = Database.open(settings, self.db_url)
+        await migrate(self.database.engine)
+        async with self.database.session() as s:
             await s.execute(text("DELETE FROM churches"))
         port = free_port()
         token = settings.twilio_auth_token.get_secret_value()
@@ -126,7 +124,7 @@ class Rig:
             for _ in range(self.workers)
         ]
         self.procs += self.worker_procs
-        async with job_session() as s:
+        async with self.database.session() as s:
             self.church_id = (
                 await s.execute(
                     text(
@@ -151,7 +149,7 @@ class Rig:
     async def broadcast(self) -> tuple[float, float]:
         """(seconds until the sandbox accepted every text, seconds until every result was
         written back: the message is `sent` or `completed`)."""
-        async with job_session() as s:
+        async with self.database.session() as s:
             church = await s.get(Church, self.church_id)
             assert church is not None
             queued = await enqueue(
@@ -177,7 +175,7 @@ class Rig:
                     pass
             if handed is None and _stats(self.sandbox_url)["accepted"] >= self.members:
                 handed = time.perf_counter() - started
-            async with job_session() as s:
+            async with self.database.session() as s:
                 status = (
                     await s.execute(
                         text("SELECT status FROM messages WHERE id = :m"), {"m": queued.id}
@@ -201,10 +199,9 @@ class Rig:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
-        async with job_session() as s:
+        async with self.database.session() as s:
             await s.execute(text("DELETE FROM churches"))
-        await db_engine.get_engine().dispose()
-        db_engine.set_engine(self.previous_engine)
+        await self.database.dispose()
 
 
 async def naive_sequential(sandbox_url: str, n: int) -> float:

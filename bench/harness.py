@@ -14,17 +14,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.data import GENERATOR_VERSION, SIZES, Size, current_version, generate
 from koinonia.config import Settings
-from koinonia.db import engine as db_engine
+from koinonia.db.database import Database
 from koinonia.db.embedded import database_url, execute_on_server
+from koinonia.db.engine import make_engine
 from koinonia.db.migrate import migrate
 
 BENCH_PASSWORD = "bench-password-123"
 
 
-async def prepare(settings: Settings, size: Size, log: Callable[[str], None]) -> AsyncEngine:
-    """The size's database, migrated and filled (reused when already generated)."""
+async def prepare(settings: Settings, size: Size, log: Callable[[str], None]) -> Database:
+    """The size's database, migrated and filled (reused when already generated); the caller
+    disposes of it."""
     url = database_url(settings, size.database)
-    engine = db_engine.make_engine(settings, url)
+    engine = make_engine(settings, url)
     try:
         version = await current_version(engine)
     except Exception:
@@ -34,15 +36,14 @@ async def prepare(settings: Settings, size: Size, log: Callable[[str], None]) ->
         log(f"generating {size.name} data (once; cached in database {size.database})")
         await execute_on_server(url, f'DROP DATABASE IF EXISTS "{size.database}" WITH (FORCE)')
         await execute_on_server(url, f'CREATE DATABASE "{size.database}"')
-        engine = db_engine.make_engine(settings, url)
+        engine = make_engine(settings, url)
         await migrate(engine)
         started = time.perf_counter()
         await generate(engine, size, PasswordHasher().hash(BENCH_PASSWORD))
         log(f"  generated in {time.perf_counter() - started:.1f} s")
     else:
         await migrate(engine)
-    db_engine.set_engine(engine)
-    return engine
+    return Database(engine)
 
 
 @dataclass

@@ -33,10 +33,9 @@ from sqlalchemy import text
 
 from bench.load import free_port
 from koinonia.config import get_settings
-from koinonia.db import engine as db_engine
+from koinonia.db.database import Database
 from koinonia.db.embedded import database_url, execute_on_server
 from koinonia.db.migrate import migrate
-from koinonia.db.session import job_session
 from koinonia.messages.service import Outgoing, enqueue
 from koinonia.models import Church
 
@@ -98,8 +97,8 @@ class Rig:
         await execute_on_server(url, f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
         await execute_on_server(url, f'CREATE DATABASE "{DB}"')
         self.db_url = url
-        db_engine.set_engine(db_engine.make_engine(settings, url))
-        await migrate(db_engine.get_engine())
+        self.database = Database.open(settings, url)
+        await migrate(self.database.engine)
         sandbox_port, api_port = free_port(), free_port()
         self.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
         self.api_url = f"http://127.0.0.1:{api_port}"
@@ -148,7 +147,7 @@ class Rig:
     async def run(self, texts: int, delay_ms: float) -> dict[str, Any]:
         _patch(self.sandbox_url + "/sandbox/config", {"delivery_delay_ms": delay_ms})
         _post(self.sandbox_url + "/sandbox/reset")
-        async with job_session() as s:
+        async with self.database.session() as s:
             church_id = (
                 await s.execute(
                     text(
@@ -167,7 +166,7 @@ class Rig:
                 ),
                 {"c": church_id, "n": texts},
             )
-        async with job_session() as s:
+        async with self.database.session() as s:
             church = await s.get(Church, church_id)
             assert church is not None
             queued = await enqueue(
@@ -196,7 +195,7 @@ class Rig:
                 raise TimeoutError(f"reports not all answered: {stats}")
             await asyncio.sleep(0.2)
         settled_s = time.perf_counter() - started
-        async with job_session() as s:
+        async with self.database.session() as s:
             rows = (
                 await s.execute(
                     text(
@@ -234,8 +233,7 @@ class Rig:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
-        await db_engine.get_engine().dispose()
-        db_engine.set_engine(None)
+        await self.database.dispose()
         await execute_on_server(self.db_url, f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
 
 

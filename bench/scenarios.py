@@ -10,14 +10,13 @@ from typing import Any
 
 import httpx
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import naive
 from bench.data import BENCH_EMAIL, Size
 from bench.harness import BENCH_PASSWORD, StatementCounter, timed
 from koinonia.billing.plans import PLANS
 from koinonia.db import observe
-from koinonia.db.session import job_session
+from koinonia.db.database import Database
 from koinonia.members.importer import import_members
 
 CHURCH = 1
@@ -45,20 +44,20 @@ class Api:
 
 
 async def _naive_timed(
-    engine: AsyncEngine, fn: Callable[[Any], Awaitable[Any]], runs: int
+    database: Database, fn: Callable[[Any], Awaitable[Any]], runs: int
 ) -> Result:
     async def once() -> None:
-        async with job_session() as session:
+        async with database.session() as session:
             await fn(session)
 
-    with StatementCounter(engine) as counter:
+    with StatementCounter(database.engine) as counter:
         await once()
     t = await timed(once, runs, warmup=0)
     return {"statements": counter.count, **t.summary()}
 
 
-async def _ours_timed(engine: AsyncEngine, fn: Callable[[], Awaitable[Any]], runs: int) -> Result:
-    with StatementCounter(engine) as counter:
+async def _ours_timed(database: Database, fn: Callable[[], Awaitable[Any]], runs: int) -> Result:
+    with StatementCounter(database.engine) as counter:
         await fn()
     t = await timed(fn, runs)
     return {"statements": counter.count, **t.summary()}
@@ -105,7 +104,7 @@ def _row(operation: str, ours: Result, naive_: Result | None, goal: str, seed: s
     return row
 
 
-async def member_search(engine: AsyncEngine, api: Api, size: Size, runs: int) -> Result:
+async def member_search(database: Database, api: Api, size: Size, runs: int) -> Result:
     queries = ["jos", "garc", "zoe okaf", "mart", "3003012", "ann"]
     i = 0
 
@@ -115,10 +114,10 @@ async def member_search(engine: AsyncEngine, api: Api, size: Size, runs: int) ->
         i += 1
 
     naive_runs = max(3, runs // 20)
-    n = await _naive_timed(engine, lambda s: naive.search(s, CHURCH, "jos"), naive_runs)
+    n = await _naive_timed(database, lambda s: naive.search(s, CHURCH, "jos"), naive_runs)
     return _row(
         f"member search ({size.members:,} members)",
-        await _ours_timed(engine, ours, runs),
+        await _ours_timed(database, ours, runs),
         n,
         "p95 ≤ 20 ms in the L church",
         "5 s → 100 ms",
@@ -135,18 +134,18 @@ def _csv(rows: int, offset: int) -> bytes:
     return "\n".join(lines).encode()
 
 
-async def _vacuum_imported(engine: AsyncEngine) -> None:
+async def _vacuum_imported(database: Database) -> None:
     """Imports are rolled back (or deleted) to keep the data set as generated; their dead rows
     and index entries are vacuumed away at once, so the scenarios after them (search, lists)
     measure the data set, not the bench's own leftovers (measured: a 20,000-member church
     carried 226 MB of member indexes and halved list throughput until autovacuum came)."""
-    async with engine.connect() as conn:
+    async with database.engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(text("VACUUM (ANALYZE) members, group_members"))
 
 
-async def member_import(engine: AsyncEngine, size: Size, rows: int, runs: int) -> Result:
-    async with engine.connect() as conn:
+async def member_import(database: Database, size: Size, rows: int, runs: int) -> Result:
+    async with database.engine.connect() as conn:
         group_id = (
             await conn.execute(
                 text("SELECT min(id) FROM groups WHERE church_id = :c"), {"c": CHURCH}
@@ -161,7 +160,7 @@ async def member_import(engine: AsyncEngine, size: Size, rows: int, runs: int) -
     async def ours() -> None:
         data = files.pop(0)
         offset[0] += rows
-        async with job_session() as session:
+        async with database.session() as session:
             with observe.track("bench import") as stats:
                 report = await import_members(
                     session,
@@ -181,10 +180,14 @@ async def member_import(engine: AsyncEngine, size: Size, rows: int, runs: int) -
         await naive.import_members(session, CHURCH, group_id, pairs)
         await session.rollback()
 
-    o = await _ours_timed(engine, ours, runs)
+    o = await _ours_timed(database, ours, runs)
     o["statements"] += copies[0]  # the COPYs, which bypass cursor events
-    n = await _naive_timed(engine, naive_once, 1 if rows > 1000 else runs) if rows <= 5000 else None
-    await _vacuum_imported(engine)
+    n = (
+        await _naive_timed(database, naive_once, 1 if rows > 1000 else runs)
+        if rows <= 5000
+        else None
+    )
+    await _vacuum_imported(database)
     return _row(
         f"member import ({rows:,} rows, end to end: parse, validate, COPY, upsert)",
         o,
@@ -194,7 +197,7 @@ async def member_import(engine: AsyncEngine, size: Size, rows: int, runs: int) -
     )
 
 
-async def create_recipients(engine: AsyncEngine, size: Size, runs: int) -> Result:
+async def create_recipients(database: Database, size: Size, runs: int) -> Result:
     """One INSERT ... SELECT for the whole audience vs one INSERT per recipient."""
     audience = min(size.members, 100_000)
 
@@ -210,7 +213,7 @@ async def create_recipients(engine: AsyncEngine, size: Size, runs: int) -> Resul
         return int(mid.scalar_one())
 
     async def ours() -> None:
-        async with job_session() as session:
+        async with database.session() as session:
             mid = await make_message(session)
             await session.execute(
                 text(
@@ -229,8 +232,8 @@ async def create_recipients(engine: AsyncEngine, size: Size, runs: int) -> Resul
         await naive.create_recipients(session, CHURCH, mid, naive_n)
         await session.rollback()
 
-    o = await _ours_timed(engine, ours, runs)
-    n = await _naive_timed(engine, naive_once, 1)
+    o = await _ours_timed(database, ours, runs)
+    n = await _naive_timed(database, naive_once, 1)
     n["note"] = f"{naive_n:,} recipients (per-row inserts); ours inserts {audience:,}"
     if n.get("p50_ms") and o.get("p50_ms"):
         n["per_recipient_us"] = round(n["p50_ms"] * 1000 / naive_n, 1)
@@ -244,7 +247,7 @@ async def create_recipients(engine: AsyncEngine, size: Size, runs: int) -> Resul
     )
 
 
-async def post_message(engine: AsyncEngine, api: Api, size: Size, runs: int) -> Result:
+async def post_message(database: Database, api: Api, size: Size, runs: int) -> Result:
     """POST /messages to everyone: validate, quota, message + every recipient, 202. Scheduled
     far ahead so no worker sends them; deleted (and the usage given back) afterwards."""
     created: list[tuple[int, int]] = []
@@ -262,8 +265,8 @@ async def post_message(engine: AsyncEngine, api: Api, size: Size, runs: int) -> 
         r.raise_for_status()
         created.append((r.json()["id"], r.json()["recipient_count"]))
 
-    o = await _ours_timed(engine, ours, runs)
-    async with engine.begin() as conn:
+    o = await _ours_timed(database, ours, runs)
+    async with database.engine.begin() as conn:
         await conn.execute(
             text("DELETE FROM messages WHERE id = ANY(:ids)"), {"ids": [m for m, _ in created]}
         )
@@ -285,7 +288,7 @@ async def post_message(engine: AsyncEngine, api: Api, size: Size, runs: int) -> 
 
 
 async def api_get(
-    engine: AsyncEngine,
+    database: Database,
     api: Api,
     path: str,
     runs: int,
@@ -299,8 +302,8 @@ async def api_get(
     async def ours() -> None:
         await api.get(path, **params)
 
-    o = await _ours_timed(engine, ours, runs)
-    n = await _naive_timed(engine, naive_fn, naive_runs) if naive_fn else None
+    o = await _ours_timed(database, ours, runs)
+    n = await _naive_timed(database, naive_fn, naive_runs) if naive_fn else None
     return _row(label, o, n, goal, seed)
 
 
@@ -309,7 +312,7 @@ def elapsed_ms(started: float) -> float:
 
 
 async def dashboard(
-    engine: AsyncEngine,
+    database: Database,
     api: Api,
     path: str,
     runs: int,
@@ -330,12 +333,16 @@ async def dashboard(
     async def cached() -> None:
         await api.get(path, **params)
 
-    n = await _naive_timed(engine, naive_fn, 3) if naive_fn else None
-    rows = [_row(f"{label}, uncached", await _ours_timed(engine, uncached, runs), n, goal, seed)]
+    n = await _naive_timed(database, naive_fn, 3) if naive_fn else None
+    rows = [_row(f"{label}, uncached", await _ours_timed(database, uncached, runs), n, goal, seed)]
     if cached_goal:
         rows.append(
             _row(
-                f"{label}, cached", await _ours_timed(engine, cached, runs), None, cached_goal, seed
+                f"{label}, cached",
+                await _ours_timed(database, cached, runs),
+                None,
+                cached_goal,
+                seed,
             )
         )
     return rows
@@ -344,12 +351,12 @@ async def dashboard(
 Scenario = tuple[str, Callable[[], Awaitable[Result | list[Result]]]]
 
 
-def registry(engine: AsyncEngine, api: Api, size: Size, runs: int) -> list[Scenario]:
+def registry(database: Database, api: Api, size: Size, runs: int) -> list[Scenario]:
     """Every scenario for one data size, in run order."""
 
     async def branch_stats() -> list[Result]:
         return await dashboard(
-            engine,
+            database,
             api,
             "/api/v1/stats/branches",
             runs,
@@ -363,7 +370,7 @@ def registry(engine: AsyncEngine, api: Api, size: Size, runs: int) -> list[Scena
 
     async def message_stats() -> list[Result]:
         return await dashboard(
-            engine,
+            database,
             api,
             "/api/v1/stats/messages",
             runs,
@@ -376,7 +383,7 @@ def registry(engine: AsyncEngine, api: Api, size: Size, runs: int) -> list[Scena
 
     async def summary() -> list[Result]:
         return await dashboard(
-            engine,
+            database,
             api,
             "/api/v1/stats/summary",
             runs,
@@ -391,19 +398,19 @@ def registry(engine: AsyncEngine, api: Api, size: Size, runs: int) -> list[Scena
         ("branch stats", branch_stats),
         ("message stats", message_stats),
         ("summary", summary),
-        ("member search", lambda: member_search(engine, api, size, runs)),
-        ("member import 500", lambda: member_import(engine, size, 500, max(5, runs // 3))),
-        ("create recipients", lambda: create_recipients(engine, size, max(3, runs // 10))),
-        ("post message", lambda: post_message(engine, api, size, max(3, runs // 5))),
+        ("member search", lambda: member_search(database, api, size, runs)),
+        ("member import 500", lambda: member_import(database, size, 500, max(5, runs // 3))),
+        ("create recipients", lambda: create_recipients(database, size, max(3, runs // 10))),
+        ("post message", lambda: post_message(database, api, size, max(3, runs // 5))),
     ]
     if size.name != "S":
         plan.append(
-            ("member import 100k", lambda: member_import(engine, size, 100_000, 2)),
+            ("member import 100k", lambda: member_import(database, size, 100_000, 2)),
         )
     return plan
 
 
-async def load_scenarios(engine: AsyncEngine, size: Size, seconds: float) -> list[Result]:
+async def load_scenarios(database: Database, size: Size, seconds: float) -> list[Result]:
     """Throughput and concurrency against a real API process (SPEC §5), each load row beside
     its anchor app (bench.anchors) measured just before it, judged as ours/anchor."""
     from bench import load
@@ -413,7 +420,7 @@ async def load_scenarios(engine: AsyncEngine, size: Size, seconds: float) -> lis
     settings = get_settings()
     url = database_url(settings, size.database)
     rows: list[Result] = []
-    async with engine.connect() as conn:
+    async with database.engine.connect() as conn:
         provider_ids = list(
             (
                 await conn.execute(
@@ -542,16 +549,16 @@ async def load_scenarios(engine: AsyncEngine, size: Size, seconds: float) -> lis
                 "p99 22.5 s, 2,374 callbacks abandoned → own gate",
             )
         )
-        rows.append(await _import_through_api(engine, server, headers))
+        rows.append(await _import_through_api(database, server, headers))
     return rows
 
 
-async def _import_through_api(engine: AsyncEngine, server: Any, headers: dict[str, str]) -> Result:
+async def _import_through_api(database: Database, server: Any, headers: dict[str, str]) -> Result:
     """A 100,000-row CSV posted to the running API: wall time and the API's peak RSS. The
     imported members are deleted afterwards so the data set stays as generated."""
     import aiohttp
 
-    async with engine.connect() as conn:
+    async with database.engine.connect() as conn:
         group_id = (
             await conn.execute(
                 text("SELECT min(id) FROM groups WHERE church_id = :c"), {"c": CHURCH}
@@ -581,12 +588,12 @@ async def _import_through_api(engine: AsyncEngine, server: Any, headers: dict[st
     elapsed = time.perf_counter() - started
     sampling = False
     await sampler
-    async with engine.begin() as conn:
+    async with database.engine.begin() as conn:
         await conn.execute(
             text("DELETE FROM members WHERE church_id = :c AND first_name LIKE 'Import%'"),
             {"c": CHURCH},
         )
-    await _vacuum_imported(engine)
+    await _vacuum_imported(database)
     return _row(
         "member import through the API (100,000-row CSV upload), one process",
         {

@@ -1,4 +1,9 @@
-"""The FastAPI application: lifespan (engine, store, migrations), routers, errors, middleware."""
+"""The FastAPI application: lifespan (database, store, migrations), routers, errors, middleware.
+
+The app owns its database (`db.database.Database`) on `app.state.database`, and with it the
+writer of its delivery reports (`app.state.report_writer`): opened by the lifespan from the
+settings, or given to `create_app` by a caller that owns it (`koinonia dev` shares one with its
+worker; tests give theirs)."""
 
 from __future__ import annotations
 
@@ -16,8 +21,8 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from koinonia.config import Settings, get_settings
-from koinonia.db import engine as db_engine
 from koinonia.db import observe
+from koinonia.db.database import Database
 from koinonia.db.migrate import migrate
 from koinonia.db.outage import outage_cause
 from koinonia.hot_reads import HotReads, error_response, hot_routes
@@ -85,7 +90,11 @@ def _routers() -> list[Any]:
     ]
 
 
-def create_app(settings: Settings | None = None, *, manage_engine: bool = True) -> FastAPI:
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+    """The API. Without `database`, the lifespan opens one from `settings`, migrates it, tunes
+    the collector for a long-lived API process and disposes of the database at shutdown (what
+    `koinonia serve` runs); with one, the caller owns it (migrated, disposed of by the caller)
+    and the lifespan leaves it and the collector alone."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -94,15 +103,16 @@ def create_app(settings: Settings | None = None, *, manage_engine: bool = True) 
             json=settings.json_logs, level=settings.log_level, cache=settings.env != "test"
         )
         init_store(settings.redis_url, settings.store_prefix)
-        if manage_engine:
-            engine = db_engine.init_engine(settings)
-            await migrate(engine)
+        opened = Database.open(settings) if database is None else None
+        if opened is not None:
+            await migrate(opened.engine)
+            _serve_from(app, opened)
         log.info("api_started", env=settings.env)
-        if manage_engine:
+        if opened is not None:
             _tune_gc()
         yield
-        if manage_engine:
-            await db_engine.dispose_engine()
+        if opened is not None:
+            await opened.dispose()
         await get_store().close()
         metrics.process_exiting()
 
@@ -142,7 +152,17 @@ def create_app(settings: Settings | None = None, *, manage_engine: bool = True) 
         on_error=UnhandledErrors(),
         track=observe.track,
     )
+    if database is not None:
+        _serve_from(app, database)
     return app
+
+
+def _serve_from(app: FastAPI, database: Database) -> None:
+    """The app's database, and the delivery-report writer storing into it."""
+    from koinonia.webhooks.batching import ReportWriter
+
+    app.state.database = database
+    app.state.report_writer = ReportWriter.into(database)
 
 
 def _tune_gc() -> None:
@@ -245,11 +265,11 @@ def _install_ops_routes(app: FastAPI, settings: Settings) -> None:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["ops"])
-    async def readyz() -> Response:
+    async def readyz(request: Request) -> Response:
         """The database (and Redis, when configured) answer."""
         checks: dict[str, str] = {}
         try:
-            async with db_engine.get_engine().connect() as conn:
+            async with request.app.state.database.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             checks["database"] = "ok"
         except Exception as exc:

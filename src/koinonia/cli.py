@@ -56,22 +56,21 @@ def require_sandbox(command: str) -> None:
 
 
 async def _prepare(settings: Settings, *, seed: bool) -> bool:
-    from koinonia.db.engine import dispose_engine, init_engine
+    from koinonia.db.database import Database
     from koinonia.db.migrate import migrate
-    from koinonia.db.session import job_session
     from koinonia.demo import seed_demo
     from koinonia.kit.logging import configure_logging
 
     configure_logging(
         json=settings.json_logs, level=settings.log_level, cache=settings.env != "test"
     )  # Alembic's records
-    engine = init_engine(settings)
-    await migrate(engine)
+    database = Database.open(settings)
+    await migrate(database.engine)
     seeded = False
     if seed:
-        async with job_session() as session:
+        async with database.session() as session:
             seeded = await seed_demo(session)
-    await dispose_engine()
+    await database.dispose()
     return seeded
 
 
@@ -202,12 +201,12 @@ def import_csv(
     async def run() -> None:
         from koinonia.billing.plans import effective_plan
         from koinonia.churches.repository import ChurchRepository
-        from koinonia.db.engine import dispose_engine, init_engine
+        from koinonia.db.database import Database
         from koinonia.db.migrate import migrate
-        from koinonia.db.session import job_session
         from koinonia.members.importer import import_members
 
-        await migrate(init_engine(settings))
+        database = Database.open(settings)
+        await migrate(database.engine)
         try:
             with Progress(
                 SpinnerColumn(),
@@ -216,7 +215,7 @@ def import_csv(
                 console=console,
             ) as bar:
                 task = bar.add_task(f"importing {file.name}", total=None)
-                async with job_session() as session:
+                async with database.session() as session:
                     found = await ChurchRepository(session, church_id=church).get()
                     if found is None:
                         raise typer.BadParameter(f"no church {church}", param_hint="--church")
@@ -230,7 +229,7 @@ def import_csv(
                         progress=lambda phase: bar.update(task, description=phase),
                     )
         finally:
-            await dispose_engine()
+            await database.dispose()
         console.print(
             f"{report.total_rows} rows: {report.created} created, "
             f"{report.already_members} already members, {report.added_to_group} added to the "

@@ -1,5 +1,6 @@
 """`koinonia dev` (what `make run` starts): the API, a delivery worker and the SMS sandbox in
-one asyncio loop, so a fresh machine needs one command and one Ctrl-C.
+one asyncio loop, so a fresh machine needs one command and one Ctrl-C. The API and the worker
+share one `Database` (one pool), opened and disposed of here.
 
 The sandbox listens on the port of `settings.sandbox_url` and posts delivery reports and
 member texts to `settings.public_url`, so a broadcast sent from the API goes through the worker,
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 import uvicorn
 
 from koinonia.config import DEV_TELNYX_API_KEY, DEV_TWILIO_AUTH_TOKEN, Settings
-from koinonia.db import engine as db_engine
+from koinonia.db.database import Database
 from koinonia.db.migrate import migrate
 from koinonia.delivery.worker import install_signal_handlers, run_worker
 from koinonia.kit.logging import configure_logging, log
@@ -27,8 +28,8 @@ from koinonia.kit.server import uvicorn_options
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: ours stops the worker before the API (the
-    API's lifespan disposes of the engine the worker is still using)."""
+    """uvicorn without its own signal handling: ours stops the worker before the API, and the
+    database they share is disposed of after both."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -65,11 +66,12 @@ async def serve_dev(settings: Settings, *, stop: asyncio.Event | None = None) ->
         host=where.hostname or "127.0.0.1",
         port=where.port or DEFAULT_PORT,
     )
+    database = Database.open(settings)
     try:
-        await migrate(db_engine.init_engine(settings))
+        await migrate(database.engine)
         server = _Server(
             uvicorn.Config(
-                create_app(settings),
+                create_app(settings, database=database),
                 host=settings.host,
                 port=settings.port,
                 **uvicorn_options(settings),
@@ -81,7 +83,7 @@ async def serve_dev(settings: Settings, *, stop: asyncio.Event | None = None) ->
                 await api  # start-up failed (port taken): uvicorn says why
                 return
             await asyncio.sleep(0.05)
-        worker = asyncio.create_task(run_worker(settings, stop=stop), name="dev-worker")
+        worker = asyncio.create_task(run_worker(settings, database, stop=stop), name="dev-worker")
         log.info(
             "dev_started", api=f"http://{settings.host}:{settings.port}", sandbox=sandbox.base_url
         )
@@ -93,7 +95,7 @@ async def serve_dev(settings: Settings, *, stop: asyncio.Event | None = None) ->
         await asyncio.gather(api, stopped, return_exceptions=True)
     finally:
         await sandbox.stop()
-        await db_engine.dispose_engine()
+        await database.dispose()
 
 
 def run_dev(settings: Settings) -> None:

@@ -22,9 +22,10 @@ What it guarantees (tests/api/test_hot_reads.py compares both paths):
 - Everything around the request still happens: this layer sits inside `kit.http.RequestPipeline`
   (admission, request id, metrics under the route's path, the request log, Server-Timing), and
   sets `scope["route"]` and the request's church as FastAPI's route would.
-- The database session is opened only when a statement must run (`db.session.LazyReadSession`:
-  the session cache missed, or the document is not cached), as a unit of work like the
-  dependency's, and its statements run without BEGIN / COMMIT like `ReadDbSession`'s.
+- The database session is opened only when a statement must run (`db.database.LazyReadSession`:
+  the session cache missed, or the document is not cached), from the app's database as a unit
+  of work like the dependency's, and its statements run without BEGIN / COMMIT like
+  `ReadDbSession`'s (both are `Database.read_only`).
 
 The routes stay declared in their routers, so OpenAPI lists them as before.
 """
@@ -44,7 +45,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from koinonia.auth import deps
 from koinonia.auth.context import AuthContext
-from koinonia.db.session import LazyReadSession, SessionSource
+from koinonia.db.database import LazyReadSession
+from koinonia.db.session import SessionSource
 from koinonia.kit.errors import KoinoniaError
 from koinonia.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, page_response
 from koinonia.members import service as members
@@ -192,7 +194,7 @@ class HotReads:
         # back, before the response starts.
         try:
             async with AsyncExitStack() as stack:
-                source = LazyReadSession(stack)
+                source = LazyReadSession(deps.database_of(self.api), stack)
                 token = deps.bearer_token_of(_header(scope, b"authorization"))
                 auth = await deps.authenticate(await deps.settings(), token, source)
                 scope.setdefault("state", {})["church_id"] = auth.church_id

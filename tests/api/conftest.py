@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import uvicorn
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.live import LiveServer, ServeApi
 from koinonia.app import create_app
 from koinonia.config import get_settings
+from koinonia.db.database import Database
 from koinonia.kit.server import uvicorn_options
 
 
@@ -26,7 +26,7 @@ class _Server(uvicorn.Server):
 
 
 @pytest.fixture
-async def serve_api(engine: AsyncEngine) -> AsyncIterator[ServeApi]:
+async def serve_api(committed_database: Database) -> AsyncIterator[ServeApi]:
     """`async with serve_api(**settings) as server:` the app on a free port, with these
     settings (small deadlines and gates) for the app and for uvicorn."""
 
@@ -35,7 +35,7 @@ async def serve_api(engine: AsyncEngine) -> AsyncIterator[ServeApi]:
         # uvicorn applies the settings' logging to this process: the level the session logs at
         # (tests/fixtures/database.py).
         settings = get_settings().model_copy(update={"log_level": "WARNING", **overrides})
-        app = create_app(settings, manage_engine=False)
+        app = create_app(settings, database=committed_database)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=0, lifespan="off", **uvicorn_options(settings)
         )

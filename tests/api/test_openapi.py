@@ -14,18 +14,19 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from fixtures.factories import Tenant
+from koinonia.app import create_app
 from koinonia.billing.service import month_text
+from koinonia.config import get_settings
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 ERROR_REF = "#/components/schemas/ErrorOut"
 
 
 @pytest.fixture(scope="module")
-def document(app: FastAPI) -> dict[str, Any]:
-    return app.openapi()
+def document() -> dict[str, Any]:
+    return create_app(get_settings()).openapi()
 
 
 def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

@@ -27,7 +27,6 @@ import pytest
 import requests
 import schemathesis
 from argon2 import PasswordHasher
-from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -55,7 +54,7 @@ BASE_URL = "http://test"
 
 
 def _operations() -> list[str]:
-    document = create_app(get_settings(), manage_engine=False).openapi()
+    document = create_app(get_settings()).openapi()
     return [
         f"{method.upper()} {path}"
         for path, operations in document["paths"].items()
@@ -144,11 +143,11 @@ def _fuzz(
 
 
 @pytest.fixture(scope="module")
-def schema(app: FastAPI) -> schemathesis.BaseSchema:
+def schema() -> schemathesis.BaseSchema:
     # Explicit configuration (no schemathesis.toml discovered from the working directory).
     # Unknown query parameters are ignored by design, as by most HTTP APIs: not generated.
     config = schemathesis.Config.from_dict({"generation": {"allow-extra-parameters": False}})
-    return schemathesis.openapi.from_dict(app.openapi(), config=config)
+    return schemathesis.openapi.from_dict(create_app(get_settings()).openapi(), config=config)
 
 
 @pytest.mark.parametrize("label", OPERATIONS)

@@ -22,7 +22,7 @@ def _telemetry(app: FastAPI) -> dict[str, object]:
 @pytest.mark.parametrize("enabled", [False, True])
 def test_the_setting_decides_fastapis_opentelemetry(enabled: bool) -> None:
     settings = get_settings().model_copy(update={"opentelemetry": enabled})
-    app = create_app(settings, manage_engine=False)
+    app = create_app(settings)
     assert {signal: _telemetry(app)[signal] for signal in SIGNALS} == dict.fromkeys(
         SIGNALS, enabled
     )

@@ -17,7 +17,7 @@ from fixtures.factories import Tenant, make_tenant
 from fixtures.redis_servers import HiccupProxy, real_redis_url
 from koinonia.auth import security, service
 from koinonia.config import Settings, get_settings
-from koinonia.db.session import job_session
+from koinonia.db.database import Database
 from koinonia.kit.store import RedisStore, Store, get_store, init_store, use_store
 
 
@@ -146,7 +146,11 @@ async def test_a_reused_refresh_token_ends_the_session_in_the_cache_after_its_co
 
 
 async def test_a_rolled_back_logout_leaves_the_cache_alone(
-    client: httpx.AsyncClient, tenant: Tenant, cached_sessions: None, restore_store: None
+    client: httpx.AsyncClient,
+    database: Database,
+    tenant: Tenant,
+    cached_sessions: None,
+    restore_store: None,
 ) -> None:
     assert (await client.get("/api/v1/auth/me", headers=tenant.headers)).is_success
     writes: list[str] = []
@@ -156,7 +160,7 @@ async def test_a_rolled_back_logout_leaves_the_cache_alone(
 
     use_store(Watched(get_store(), record))
     with pytest.raises(Boom):
-        async with job_session() as session:
+        async with database.session() as session:
             await service.logout(session, session_id(tenant))
             raise Boom
     assert writes == []

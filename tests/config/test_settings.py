@@ -165,10 +165,12 @@ def test_a_public_url_providers_cannot_call_is_refused(bad: str) -> None:
 
 async def test_a_provider_without_a_real_credential_sends_nothing_in_production() -> None:
     # The dispatcher refuses to build it (each text is retried as misconfigured, then fails);
-    # a real credential builds it.
+    # a real credential builds it. Building providers needs no database: it is never reached.
+    from koinonia.db.database import Database
     from koinonia.delivery.dispatcher import Dispatcher
 
     base = get_settings()
+    unreachable = Database.open(base, "postgresql+asyncpg://nobody@127.0.0.1:1/none")
     for token, key in ((DEV_TWILIO_AUTH_TOKEN, DEV_TELNYX_API_KEY), ("", "")):
         settings = base.model_copy(
             update={
@@ -177,7 +179,7 @@ async def test_a_provider_without_a_real_credential_sends_nothing_in_production(
                 "telnyx_api_key": SecretStr(key),
             }
         )
-        dispatcher = Dispatcher(settings)
+        dispatcher = Dispatcher(settings, unreachable)
         try:
             for provider in ("twilio", "telnyx"):
                 with pytest.raises(ValueError, match="provider needs"):
@@ -191,9 +193,10 @@ async def test_a_provider_without_a_real_credential_sends_nothing_in_production(
             "telnyx_api_key": SecretStr(REAL_TELNYX),
         }
     )
-    dispatcher = Dispatcher(real)
+    dispatcher = Dispatcher(real, unreachable)
     try:
         assert dispatcher.provider("twilio").name == "twilio"
         assert dispatcher.provider("telnyx").name == "telnyx"
     finally:
         await dispatcher.close()
+        await unreachable.dispose()

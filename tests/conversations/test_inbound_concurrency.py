@@ -12,12 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from conversations.support import church_number, member_phone, provider_id
 from fixtures.factories import Tenant, make_members
 from koinonia.conversations.inbound import InboundOutcome, InboundResult, handle_inbound_text
-from koinonia.db.session import job_session
+from koinonia.db.database import Database
 
 
-async def _deliver(to: str, sender: str, body: str, pid: str) -> InboundOutcome:
+async def _deliver(database: Database, to: str, sender: str, body: str, pid: str) -> InboundOutcome:
     """One webhook request: its own unit of work, committed at the end."""
-    async with job_session() as session:
+    async with database.session() as session:
         return await handle_inbound_text(
             session,
             provider="twilio",
@@ -29,7 +29,9 @@ async def _deliver(to: str, sender: str, body: str, pid: str) -> InboundOutcome:
 
 
 async def test_concurrent_duplicates_store_and_relay_once(
-    committed_session: AsyncSession, committed_tenants: Callable[..., Awaitable[Tenant]]
+    committed_session: AsyncSession,
+    committed_database: Database,
+    committed_tenants: Callable[..., Awaitable[Tenant]],
 ) -> None:
     church = await committed_tenants()
     number = await church_number(committed_session, church.church_id)
@@ -39,7 +41,7 @@ async def test_concurrent_duplicates_store_and_relay_once(
     for round_ in range(5):  # first round creates the conversation, later ones reuse it
         pid = provider_id()
         outcomes = await asyncio.gather(
-            *(_deliver(number, phone, f"round {round_}", pid) for _ in range(2))
+            *(_deliver(committed_database, number, phone, f"round {round_}", pid) for _ in range(2))
         )
         assert sorted(o.outcome for o in outcomes) == [
             InboundResult.DUPLICATE,
@@ -63,7 +65,9 @@ async def test_concurrent_duplicates_store_and_relay_once(
 
 
 async def test_concurrent_different_texts_all_count(
-    committed_session: AsyncSession, committed_tenants: Callable[..., Awaitable[Tenant]]
+    committed_session: AsyncSession,
+    committed_database: Database,
+    committed_tenants: Callable[..., Awaitable[Tenant]],
 ) -> None:
     church = await committed_tenants()
     number = await church_number(committed_session, church.church_id)
@@ -72,7 +76,10 @@ async def test_concurrent_different_texts_all_count(
     await committed_session.commit()
     # Ten texts at once from a member with no conversation yet: one conversation, ten unread.
     outcomes = await asyncio.gather(
-        *(_deliver(number, phone, f"text {i}", provider_id()) for i in range(10))
+        *(
+            _deliver(committed_database, number, phone, f"text {i}", provider_id())
+            for i in range(10)
+        )
     )
     assert {o.outcome for o in outcomes} == {InboundResult.STORED}
     assert len({o.conversation_id for o in outcomes}) == 1
@@ -85,7 +92,9 @@ async def test_concurrent_different_texts_all_count(
 
 
 async def test_concurrent_stops_confirm_once(
-    committed_session: AsyncSession, committed_tenants: Callable[..., Awaitable[Tenant]]
+    committed_session: AsyncSession,
+    committed_database: Database,
+    committed_tenants: Callable[..., Awaitable[Tenant]],
 ) -> None:
     church = await committed_tenants()
     number = await church_number(committed_session, church.church_id)
@@ -93,7 +102,9 @@ async def test_concurrent_stops_confirm_once(
     phone = await member_phone(committed_session, alice)
     await committed_session.commit()
     pid = provider_id()
-    outcomes = await asyncio.gather(*(_deliver(number, phone, "STOP", pid) for _ in range(3)))
+    outcomes = await asyncio.gather(
+        *(_deliver(committed_database, number, phone, "STOP", pid) for _ in range(3))
+    )
     assert sum(o.reply_message_id is not None for o in outcomes) == 1
     assert sum(o.consent_changed for o in outcomes) == 1
     confirmations = await committed_session.scalar(

@@ -10,11 +10,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-import koinonia.kit.store as store_module
+from koinonia.db.database import Database
 from koinonia.db.effects import church_changed
-from koinonia.db.session import job_session
 from koinonia.kit.cache import version_key
-from koinonia.kit.store import MemoryStore
+from koinonia.kit.store import MemoryStore, use_store
 
 
 class Boom(Exception):
@@ -35,29 +34,24 @@ class CountingStore(MemoryStore):
 
 @pytest.fixture
 def store() -> Iterator[CountingStore]:
-    previous = store_module._store
-    store_module._store = counting = CountingStore()
+    previous = use_store(counting := CountingStore())
     try:
         yield counting
     finally:
-        store_module._store = previous
+        use_store(previous)
 
 
-async def test_invalidates_after_the_commit(
-    connection: AsyncConnection, store: CountingStore
-) -> None:
-    async with job_session() as session:
+async def test_invalidates_after_the_commit(database: Database, store: CountingStore) -> None:
+    async with database.session() as session:
         await session.execute(text("SELECT 1"))
         church_changed(session, 7)
         assert store.bumps == []  # not before the commit: a reader would cache old data
     assert store.bumps == [version_key(7)]
 
 
-async def test_a_rollback_does_not_invalidate(
-    connection: AsyncConnection, store: CountingStore
-) -> None:
+async def test_a_rollback_does_not_invalidate(database: Database, store: CountingStore) -> None:
     with pytest.raises(Boom):
-        async with job_session() as session:
+        async with database.session() as session:
             await session.execute(text("SELECT 1"))
             church_changed(session, 7)
             raise Boom
@@ -65,9 +59,9 @@ async def test_a_rollback_does_not_invalidate(
 
 
 async def test_a_rolled_back_savepoint_drops_its_own(
-    connection: AsyncConnection, store: CountingStore
+    database: Database, store: CountingStore
 ) -> None:
-    async with job_session() as session:
+    async with database.session() as session:
         await session.execute(text("SELECT 1"))
         savepoint = await session.begin_nested()
         church_changed(session, 1)
@@ -77,10 +71,8 @@ async def test_a_rolled_back_savepoint_drops_its_own(
     assert store.bumps == [version_key(2)]
 
 
-async def test_once_per_church_and_transaction(
-    connection: AsyncConnection, store: CountingStore
-) -> None:
-    async with job_session() as session:
+async def test_once_per_church_and_transaction(database: Database, store: CountingStore) -> None:
+    async with database.session() as session:
         await session.execute(text("SELECT 1"))
         church_changed(session, 1)
         church_changed(session, 1)
@@ -91,9 +83,9 @@ async def test_once_per_church_and_transaction(
 
 
 async def test_a_registration_dropped_with_its_savepoint_is_made_again(
-    connection: AsyncConnection, store: CountingStore
+    database: Database, store: CountingStore
 ) -> None:
-    async with job_session() as session:
+    async with database.session() as session:
         await session.execute(text("SELECT 1"))
         savepoint = await session.begin_nested()
         church_changed(session, 1)
@@ -103,9 +95,9 @@ async def test_a_registration_dropped_with_its_savepoint_is_made_again(
 
 
 async def test_each_committed_transaction_invalidates(
-    connection: AsyncConnection, store: CountingStore
+    database: Database, store: CountingStore
 ) -> None:
-    async with job_session() as session:
+    async with database.session() as session:
         await session.execute(text("SELECT 1"))
         church_changed(session, 1)
         await session.commit()  # its effects run when the unit of work ends

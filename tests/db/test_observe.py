@@ -15,10 +15,11 @@ from koinonia.app import create_app
 from koinonia.auth.deps import DbSession
 from koinonia.config import get_settings
 from koinonia.db import observe
+from koinonia.db.database import Database
 
 
-async def test_deliberate_n_plus_one_is_caught(connection: AsyncConnection) -> None:
-    app = create_app(get_settings(), manage_engine=False)
+async def test_deliberate_n_plus_one_is_caught(database: Database) -> None:
+    app = create_app(get_settings(), database=database)
 
     @app.get("/test/n-plus-one")
     async def n_plus_one(session: DbSession) -> dict[str, int]:

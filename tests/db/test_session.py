@@ -1,4 +1,5 @@
-"""db.session: the unit-of-work contract, and reads outside a transaction block."""
+"""db.session and db.database: the unit-of-work contract, and reads outside a transaction
+block."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from koinonia.db.session import autocommit_reads, job_session
+from koinonia.db.database import Database
 
 
 @pytest.fixture
@@ -26,21 +27,21 @@ def commits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def test_a_session_that_did_nothing_ends_without_commit(
-    connection: AsyncConnection, commits: list[str]
+    database: Database, commits: list[str]
 ) -> None:
-    async with job_session():
+    async with database.session():
         pass
     assert commits == []
 
 
 async def test_work_is_committed_and_errors_roll_back(
-    connection: AsyncConnection, commits: list[str]
+    database: Database, commits: list[str]
 ) -> None:
-    async with job_session() as session:
+    async with database.session() as session:
         await session.execute(text("SELECT 1"))
     assert commits == ["commit"]
     with pytest.raises(RuntimeError):
-        async with job_session() as session:
+        async with database.session() as session:
             await session.execute(text("SELECT 1"))
             raise RuntimeError("boom")
     assert commits == ["commit", "rollback"]
@@ -52,21 +53,25 @@ async def _same_transaction(session: AsyncSession) -> bool:
     return bool(first == await session.scalar(text("SELECT now()")))
 
 
-async def test_autocommit_reads_run_without_a_transaction_block(engine: AsyncEngine) -> None:
-    maker = async_sessionmaker(engine, expire_on_commit=False)
-    async with maker() as session:
-        autocommit_reads(session)
+async def test_read_sessions_run_without_a_transaction_block(engine: AsyncEngine) -> None:
+    database = Database(engine)
+    async with database.read_session() as session:
         assert not await _same_transaction(session)  # each statement its own transaction
-        await session.commit()
-    async with maker() as session:  # the pooled connection is transactional again
+    async with database.session() as session:  # the pooled connection is transactional again
         assert await _same_transaction(session)
-        await session.commit()
 
 
-async def test_autocommit_reads_leave_a_begun_transaction_alone(engine: AsyncEngine) -> None:
-    maker = async_sessionmaker(engine, expire_on_commit=False)
-    async with maker() as session:
+async def test_read_only_leaves_a_begun_transaction_alone(engine: AsyncEngine) -> None:
+    database = Database(engine)
+    async with database.sessions() as session:
         await session.execute(text("SELECT 1"))
-        autocommit_reads(session)
+        assert database.read_only(session) is session
         assert await _same_transaction(session)
         await session.rollback()
+
+
+async def test_a_database_bound_to_a_connection_keeps_its_transaction_for_reads(
+    database: Database,
+) -> None:
+    async with database.read_session() as session:  # the test's outer transaction
+        assert await _same_transaction(session)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from koinonia.db import engine as db_engine
-from koinonia.db.session import job_session, on_commit
+from koinonia.db.database import Database
+from koinonia.db.session import on_commit
 
 
 class Boom(Exception):
@@ -24,9 +24,9 @@ def recorder(session: AsyncSession, log: list[str], name: str) -> None:
     on_commit(session, effect)
 
 
-async def test_effects_run_after_the_commit(connection: AsyncConnection) -> None:
+async def test_effects_run_after_the_commit(database: Database) -> None:
     log: list[str] = []
-    async with job_session() as session:
+    async with database.session() as session:
         await session.execute(text("SELECT 1"))
         recorder(session, log, "a")
         recorder(session, log, "b")
@@ -34,19 +34,19 @@ async def test_effects_run_after_the_commit(connection: AsyncConnection) -> None
     assert log == ["a in_transaction=False", "b in_transaction=False"]
 
 
-async def test_a_rollback_drops_them(connection: AsyncConnection) -> None:
+async def test_a_rollback_drops_them(database: Database) -> None:
     log: list[str] = []
     with pytest.raises(Boom):
-        async with job_session() as session:
+        async with database.session() as session:
             await session.execute(text("SELECT 1"))
             recorder(session, log, "a")
             raise Boom
     assert log == []
 
 
-async def test_a_rolled_back_savepoint_drops_only_its_own(connection: AsyncConnection) -> None:
+async def test_a_rolled_back_savepoint_drops_only_its_own(database: Database) -> None:
     log: list[str] = []
-    async with job_session() as session:
+    async with database.session() as session:
         await session.execute(text("SELECT 1"))
         recorder(session, log, "outer")
         savepoint = await session.begin_nested()
@@ -60,11 +60,11 @@ async def test_a_rolled_back_savepoint_drops_only_its_own(connection: AsyncConne
 
 
 async def test_an_explicit_commit_survives_the_error_that_follows(
-    connection: AsyncConnection,
+    database: Database,
 ) -> None:
     log: list[str] = []
     with pytest.raises(Boom):
-        async with job_session() as session:
+        async with database.session() as session:
             await session.execute(text("SELECT 1"))
             recorder(session, log, "committed")
             await session.commit()
@@ -75,33 +75,33 @@ async def test_an_explicit_commit_survives_the_error_that_follows(
 
 
 async def test_a_session_that_never_began_runs_them_when_it_ends_well(
-    connection: AsyncConnection,
+    database: Database,
 ) -> None:
     log: list[str] = []
-    async with job_session() as session:
+    async with database.session() as session:
         recorder(session, log, "a")
     with pytest.raises(Boom):
-        async with job_session() as session:
+        async with database.session() as session:
             recorder(session, log, "b")
             raise Boom
     assert log == ["a in_transaction=False"]
 
 
-async def test_a_failing_effect_does_not_stop_the_others(connection: AsyncConnection) -> None:
+async def test_a_failing_effect_does_not_stop_the_others(database: Database) -> None:
     log: list[str] = []
 
     async def failing() -> None:
         raise RuntimeError("store down")
 
-    async with job_session() as session:
+    async with database.session() as session:
         await session.execute(text("SELECT 1"))
         on_commit(session, failing)
         recorder(session, log, "after")
     assert log == ["after in_transaction=False"]
 
 
-async def test_a_session_outside_a_unit_of_work_is_refused(connection: AsyncConnection) -> None:
-    async with db_engine.sessionmaker()() as session:
+async def test_a_session_outside_a_unit_of_work_is_refused(database: Database) -> None:
+    async with database.sessions() as session:
 
         async def effect() -> None:
             return None
@@ -110,17 +110,17 @@ async def test_a_session_outside_a_unit_of_work_is_refused(connection: AsyncConn
             on_commit(session, effect)
 
 
-async def test_real_transactions_too(engine: AsyncEngine) -> None:
+async def test_real_transactions_too(committed_database: Database) -> None:
     """Outside the test's rolled-back connection: a real COMMIT and a real ROLLBACK."""
     log: list[str] = []
-    async with job_session() as session:
+    async with committed_database.session() as session:
         await session.execute(text("SELECT 1"))
         recorder(session, log, "committed")
         savepoint = await session.begin_nested()
         recorder(session, log, "savepoint-dropped")
         await savepoint.rollback()
     with pytest.raises(Boom):
-        async with job_session() as session:
+        async with committed_database.session() as session:
             await session.execute(text("SELECT 1"))
             recorder(session, log, "rolled-back")
             raise Boom

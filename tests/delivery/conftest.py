@@ -24,6 +24,7 @@ from delivery.support import Broadcast, send_to_all
 from fixtures.factories import Tenant, make_members
 from koinonia.app import create_app
 from koinonia.config import Settings, get_settings
+from koinonia.db.database import Database
 from koinonia_sandbox import RunningSandbox, SandboxConfig, start_sandbox
 
 
@@ -36,12 +37,16 @@ class _Server(uvicorn.Server):
 @pytest.fixture(scope="session")
 async def api_url(engine: AsyncEngine) -> AsyncIterator[str]:
     """The real app on a loopback port, where the sandbox posts delivery reports; its
-    public_url is that port, so the webhooks verify the signatures the sandbox computed."""
+    public_url is that port, so the webhooks verify the signatures the sandbox computed. It
+    lives for the whole session on a database of its own (its own pool on the test database,
+    real commits), as a server process would: nothing a test does to its own database reaches
+    it."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = get_settings().model_copy(update={"public_url": url})
-    app = create_app(settings, manage_engine=False)
+    database = Database.open(settings, engine.url.render_as_string(hide_password=False))
+    app = create_app(settings, database=database)
     # Routes read settings through dependencies; every one of them must see this URL.
     from koinonia.auth.deps import settings as settings_dependency
 
@@ -55,6 +60,7 @@ async def api_url(engine: AsyncEngine) -> AsyncIterator[str]:
     server.should_exit = True
     await task
     sock.close()
+    await database.dispose()
 
 
 @pytest.fixture

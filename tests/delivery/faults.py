@@ -8,10 +8,9 @@ import asyncio
 import contextlib
 
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from koinonia.config import Settings
-from koinonia.db import engine as db_engine
+from koinonia.db.database import Database
 
 
 class DatabaseProxy:
@@ -41,8 +40,9 @@ class DatabaseProxy:
             host="127.0.0.1", port=self.port
         )
 
-    def engine(self, settings: Settings) -> AsyncEngine:
-        return db_engine.make_engine(settings, self.url().render_as_string(hide_password=False))
+    def database(self, settings: Settings) -> Database:
+        """A database reached through this proxy (its own pool; the caller disposes of it)."""
+        return Database.open(settings, self.url().render_as_string(hide_password=False))
 
     def cut(self, *, refuse: int | None) -> None:
         """Drop every open connection and refuse the next `refuse` attempts (None: all, until
@@ -94,7 +94,3 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write(data)
             await writer.drain()
     writer.transport.abort()
-
-
-def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

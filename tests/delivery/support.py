@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fixtures.factories import Tenant
 from koinonia.config import Settings
+from koinonia.db.database import Database
 from koinonia.db.session import UnitOfWork
 from koinonia.delivery.dispatcher import Dispatcher
 from koinonia.delivery.ratelimit import LocalRateLimiter, RedisRateLimiter
@@ -113,9 +114,12 @@ async def deliver_all(
         await asyncio.sleep(0.02)
 
 
-async def deliver_with(settings: Settings, session: AsyncSession, message_id: int) -> None:
-    """A fresh dispatcher delivers the message to the end (retries included), then closes."""
-    dispatcher = Dispatcher(settings)
+async def deliver_with(
+    settings: Settings, database: Database, session: AsyncSession, message_id: int
+) -> None:
+    """A fresh dispatcher on `database` delivers the message to the end (retries included),
+    then closes."""
+    dispatcher = Dispatcher(settings, database)
     try:
         await deliver_all(dispatcher, session, message_id)
     finally:

@@ -26,6 +26,7 @@ from delivery.support import (
 )
 from fixtures.factories import make_members
 from koinonia.config import Settings
+from koinonia.db.database import Database
 from koinonia.delivery.dispatcher import Dispatcher, drain
 from koinonia.delivery.repository import DeliveryRepository, Outcome
 from koinonia.kit.segments import count_segments, render
@@ -57,6 +58,7 @@ async def test_broadcast_to_1000_members_is_sent_counted_and_billed(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     church_name = "Grace"
     b = await broadcast(1000, content=LONG.replace("{church_name}", church_name))
@@ -74,7 +76,7 @@ async def test_broadcast_to_1000_members_is_sent_counted_and_billed(
     )
     assert 1000 < expected_segments < 2000  # both kinds are in the broadcast
 
-    dispatcher = Dispatcher(make_settings())
+    dispatcher = Dispatcher(make_settings(), committed_database)
     try:
         assert await drain(dispatcher) == 1000
     finally:
@@ -121,12 +123,13 @@ async def test_statements_per_batch_do_not_grow_with_its_size(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     count_statements: Any,
+    committed_database: Database,
 ) -> None:
     sandbox.carrier.update_config({"delivery_delay_ms": 60_000})  # no webhooks in the count
     counts = []
     for size in (10, 500):
         await broadcast(size)
-        dispatcher = Dispatcher(make_settings(claim_batch_size=size))
+        dispatcher = Dispatcher(make_settings(claim_batch_size=size), committed_database)
         try:
             with count_statements() as log:
                 result = await dispatcher.run_once()
@@ -143,11 +146,15 @@ async def test_two_dispatchers_never_send_a_recipient_twice(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     sandbox.carrier.update_config({"latency_ms": 5, "delivery_delay_ms": 60_000})
     b = await broadcast(1000)
     settings = make_settings(claim_batch_size=50)
-    first, second = Dispatcher(settings), Dispatcher(settings)
+    first, second = (
+        Dispatcher(settings, committed_database),
+        Dispatcher(settings, committed_database),
+    )
     try:
         claimed = await asyncio.gather(drain(first), drain(second))
     finally:
@@ -164,6 +171,7 @@ async def test_rate_limit_storm_and_server_errors_are_retried_until_sent(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     # The carrier takes one text per millisecond, one at a time; we hand it 60 at once (our
     # bucket grants them in one go), so all but a few are refused with 429 + Retry-After
@@ -180,6 +188,7 @@ async def test_rate_limit_storm_and_server_errors_are_retried_until_sent(
             max_attempts=100,
             max_rate_limited_attempts=100,
         ),
+        committed_database,
         committed_session,
         b.message_id,
     )
@@ -204,10 +213,11 @@ async def test_permanent_failure_fails_once_with_the_provider_code(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     sandbox.carrier.update_config({"permanent_failure_rate": 1.0})
     b = await broadcast(5)
-    dispatcher = Dispatcher(make_settings())
+    dispatcher = Dispatcher(make_settings(), committed_database)
     try:
         await deliver_all(dispatcher, committed_session, b.message_id)
         await asyncio.sleep(0.2)  # longer than any retry delay these settings allow
@@ -240,11 +250,12 @@ async def test_unsubscribed_recipient_fails_and_opts_the_member_out(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     b = await broadcast(3)
     phone = (await _phones(committed_session, b.member_ids[:1]))[0]
     sandbox.carrier.update_config({"opted_out_numbers": [phone]})
-    await deliver_with(make_settings(), committed_session, b.message_id)
+    await deliver_with(make_settings(), committed_database, committed_session, b.message_id)
     row = await _one(
         committed_session,
         "SELECT r.status, r.attempts, r.error_code, m.consent, m.consent_source,"
@@ -266,6 +277,7 @@ async def test_member_who_opted_out_after_the_send_was_written_is_skipped(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     b = await broadcast(4)
     await committed_session.execute(
@@ -275,7 +287,7 @@ async def test_member_who_opted_out_after_the_send_was_written_is_skipped(
         text("DELETE FROM members WHERE id = :id"), {"id": b.member_ids[1]}
     )
     await committed_session.commit()
-    dispatcher = Dispatcher(make_settings())
+    dispatcher = Dispatcher(make_settings(), committed_database)
     try:
         result = await dispatcher.run_once()
     finally:
@@ -306,6 +318,7 @@ async def test_a_retry_requeued_into_a_cancelled_message_is_never_sent(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     # A delivery report that re-queues a temporary failure can commit just as an admin cancels
     # the message; the claim is what keeps the text from going out again.
@@ -316,7 +329,7 @@ async def test_a_retry_requeued_into_a_cancelled_message_is_never_sent(
     ):
         await committed_session.execute(text(stmt), {"m": b.message_id})
     await committed_session.commit()
-    dispatcher = Dispatcher(make_settings())
+    dispatcher = Dispatcher(make_settings(), committed_database)
     try:
         result = await dispatcher.run_once()
     finally:
@@ -339,6 +352,7 @@ async def test_a_message_whose_every_recipient_opted_out_still_completes(
     broadcast: MakeBroadcast,
     make_settings: MakeSettings,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     b = await broadcast(2)
     await committed_session.execute(
@@ -346,7 +360,7 @@ async def test_a_message_whose_every_recipient_opted_out_still_completes(
         {"ids": b.member_ids},
     )
     await committed_session.commit()
-    dispatcher = Dispatcher(make_settings())
+    dispatcher = Dispatcher(make_settings(), committed_database)
     try:
         assert (await dispatcher.run_once()).skipped == 2
     finally:
@@ -359,9 +373,10 @@ async def test_telnyx_church_sends_through_the_telnyx_adapter(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     b = await broadcast(3, provider="telnyx")
-    await deliver_with(make_settings(), committed_session, b.message_id)
+    await deliver_with(make_settings(), committed_database, committed_session, b.message_id)
     sent = list(sandbox.carrier.messages)
     assert {m.carrier for m in sent} == {"telnyx"} and len(sent) == 3
     assert {m.status_callback for m in sent} == {
@@ -374,6 +389,7 @@ async def test_pending_delivery_report_is_applied_when_the_send_is_recorded(
     committed_tenants: Callable[..., Awaitable[Any]],
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
+    committed_database: Database,
 ) -> None:
     """The carrier can report 'delivered' before the batch is written back; the write-back
     folds the parked report in (forward only) and removes it."""
@@ -396,7 +412,7 @@ async def test_pending_delivery_report_is_applied_when_the_send_is_recorded(
             await committed_session.commit()
             return await super()._record(outcomes, **kwargs)
 
-    dispatcher = ReportBeatsWriteBack(make_settings())
+    dispatcher = ReportBeatsWriteBack(make_settings(), committed_database)
     try:
         assert (await dispatcher.run_once()).sent == 1
     finally:
@@ -431,6 +447,7 @@ async def test_sends_to_one_number_wait_for_slots_one_interval_apart(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     """Every text goes through the number's bucket, and the bucket's schedule never puts two
     texts closer than 1/rate (the rate a machine achieves is measured by the bench)."""
@@ -438,7 +455,9 @@ async def test_sends_to_one_number_wait_for_slots_one_interval_apart(
     rate = 100.0
     b = await broadcast(101)
     limiter = RecordingLocalLimiter(rate)
-    dispatcher = Dispatcher(make_settings(send_rate_per_number=rate), limiter=limiter)
+    dispatcher = Dispatcher(
+        make_settings(send_rate_per_number=rate), committed_database, limiter=limiter
+    )
     try:
         await deliver_all(dispatcher, committed_session, b.message_id)
     finally:
@@ -454,6 +473,7 @@ async def test_system_texts_reach_opted_out_members_verbatim_and_relays_keep_bra
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     """A STOP confirmation must reach the member who just opted out; a relayed text is sent as
     written, its braces not taken for merge fields."""
@@ -469,7 +489,7 @@ async def test_system_texts_reach_opted_out_members_verbatim_and_relays_keep_bra
         text("UPDATE members SET consent = 'opted_out' WHERE id = :id"), {"id": b.member_ids[0]}
     )
     await committed_session.commit()
-    dispatcher = Dispatcher(make_settings())
+    dispatcher = Dispatcher(make_settings(), committed_database)
     try:
         result = await dispatcher.run_once()
     finally:
@@ -505,12 +525,16 @@ async def test_a_text_that_timed_out_for_good_stays_counted(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     # The carrier answers too late: it may well have taken the texts, so nothing is refunded.
     sandbox.carrier.update_config({"latency_ms": 400})
     b = await broadcast(3)
     await deliver_with(
-        make_settings(sms_timeout_s=0.1, max_attempts=1), committed_session, b.message_id
+        make_settings(sms_timeout_s=0.1, max_attempts=1),
+        committed_database,
+        committed_session,
+        b.message_id,
     )
     assert await counted(committed_session, b.message_id) == {"failed": 3}
     assert await _texts_used(committed_session, b.church.church_id) == 3
@@ -521,6 +545,7 @@ async def test_a_rejection_after_an_earlier_attempt_stays_counted(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     # Attempt 1 timed out (the carrier may have taken it), attempt 2 is rejected: no refund.
     b = await broadcast(2)
@@ -533,7 +558,7 @@ async def test_a_rejection_after_an_earlier_attempt_stays_counted(
     )
     await committed_session.commit()
     sandbox.carrier.update_config({"permanent_failure_rate": 1.0})
-    await deliver_with(make_settings(), committed_session, b.message_id)
+    await deliver_with(make_settings(), committed_database, committed_session, b.message_id)
     assert await counted(committed_session, b.message_id) == {"failed": 2}
     assert await _texts_used(committed_session, b.church.church_id) == 2
 
@@ -542,6 +567,7 @@ async def test_a_member_who_opted_out_after_an_attempt_is_skipped_but_stays_coun
     broadcast: MakeBroadcast,
     make_settings: MakeSettings,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     # The row was tried once already (a worker died mid-send, or a timeout): the text may have
     # gone out, so skipping it now refunds nothing; the untried one is refunded.
@@ -555,7 +581,7 @@ async def test_a_member_who_opted_out_after_an_attempt_is_skipped_but_stays_coun
         {"ids": b.member_ids},
     )
     await committed_session.commit()
-    dispatcher = Dispatcher(make_settings())
+    dispatcher = Dispatcher(make_settings(), committed_database)
     try:
         assert (await dispatcher.run_once()).skipped == 2
     finally:
@@ -568,6 +594,7 @@ async def test_a_text_grown_beyond_the_provider_limit_fails_unsent_and_refunded(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     """A recurring or welcome text reaches whoever is in the audience when it fires: a member
     whose name makes it longer than the provider takes is failed with the reason, not sent
@@ -578,7 +605,7 @@ async def test_a_text_grown_beyond_the_provider_limit_fails_unsent_and_refunded(
         text("UPDATE members SET first_name = 'Bartholomew' WHERE id = :m"), {"m": long_name}
     )
     await committed_session.commit()
-    await deliver_with(make_settings(), committed_session, b.message_id)
+    await deliver_with(make_settings(), committed_database, committed_session, b.message_id)
     rows = (
         await committed_session.execute(
             text(

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from delivery.support import Broadcast
 from fixtures.locks import backend_pid, blocked_by, run_unless_blocked
-from koinonia.db import engine as db_engine
+from koinonia.db.database import Database
 from koinonia.delivery.repository import SENT, DeliveryRepository, Outcome, Recorded
 
 MakeBroadcast = Callable[..., Awaitable[Broadcast]]
@@ -45,13 +45,13 @@ def _sent(b: Broadcast, attempts: int) -> list[Outcome]:
 
 
 async def test_a_lease_sweep_never_waits_on_a_write_back_that_holds_the_message(
-    broadcast: MakeBroadcast, committed_session: AsyncSession
+    broadcast: MakeBroadcast, committed_session: AsyncSession, committed_database: Database
 ) -> None:
     """The deadlock this order prevents: the write-back holds the message and wants the
     recipients; the sweep held the recipients and wanted the message."""
     b = await broadcast(2)
     lease = await _expired_claim(committed_session, b.message_id, attempts=5)  # its last try
-    maker = db_engine.sessionmaker()
+    maker = committed_database.sessions
     async with maker() as writer, maker() as sweeper:
         writer_pid, sweeper_pid = await backend_pid(writer), await backend_pid(sweeper)
         sweep: asyncio.Task[Any] | None = None
@@ -94,14 +94,14 @@ async def test_a_lease_sweep_never_waits_on_a_write_back_that_holds_the_message(
 
 
 async def test_a_write_back_after_a_sweep_waits_for_it_in_order_and_still_records(
-    broadcast: MakeBroadcast, committed_session: AsyncSession
+    broadcast: MakeBroadcast, committed_session: AsyncSession, committed_database: Database
 ) -> None:
     """The other interleaving: the sweep went first and holds message and recipients; the
     write-back waits for the sweep alone (a wait, no cycle), then records what it sent: the
     requeued rows are not sent a second time."""
     b = await broadcast(2)
     lease = await _expired_claim(committed_session, b.message_id, attempts=1)
-    maker = db_engine.sessionmaker()
+    maker = committed_database.sessions
     async with maker() as writer, maker() as sweeper:
         writer_pid, sweeper_pid = await backend_pid(writer), await backend_pid(sweeper)
         record: asyncio.Task[Recorded] | None = None

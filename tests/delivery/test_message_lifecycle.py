@@ -21,6 +21,7 @@ from delivery.support import (
     message_status,
 )
 from koinonia.config import Settings
+from koinonia.db.database import Database
 from koinonia.delivery.repository import DeliveryRepository
 from koinonia.delivery.worker import sweep
 from koinonia_sandbox import RunningSandbox
@@ -51,10 +52,11 @@ async def test_a_message_is_sent_while_reports_are_awaited_and_completed_once_al
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
     committed_client: httpx.AsyncClient,
+    committed_database: Database,
 ) -> None:
     sandbox.carrier.update_config({"delivery_delay_ms": 60_000})  # reports held back
     b = await broadcast(3)
-    await deliver_with(make_settings(), committed_session, b.message_id)
+    await deliver_with(make_settings(), committed_database, committed_session, b.message_id)
 
     body = await _get(committed_client, b)
     assert body["status"] == "sent"  # every text handed over, no report yet
@@ -83,12 +85,13 @@ async def test_overdue_reports_complete_a_message_and_its_texts_stay_sent(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     sandbox.carrier.update_config({"delivery_delay_ms": 60_000})
     overdue, recent = await broadcast(2), await broadcast(2)
     settings = make_settings()
-    await deliver_with(settings, committed_session, overdue.message_id)
-    await deliver_with(settings, committed_session, recent.message_id)
+    await deliver_with(settings, committed_database, committed_session, overdue.message_id)
+    await deliver_with(settings, committed_database, committed_session, recent.message_id)
     await _handed_over_61_minutes_ago(committed_session, overdue)
 
     assert await complete_reported(committed_session, report_wait_s=3600) == [overdue.message_id]
@@ -102,10 +105,11 @@ async def test_a_sent_message_whose_text_is_queued_again_is_sending_again(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     sandbox.carrier.update_config({"delivery_delay_ms": 60_000})
     b = await broadcast(2)
-    await deliver_with(make_settings(), committed_session, b.message_id)
+    await deliver_with(make_settings(), committed_database, committed_session, b.message_id)
     # A carrier's temporary failure sends a text back to the queue.
     await committed_session.execute(
         text(
@@ -117,7 +121,7 @@ async def test_a_sent_message_whose_text_is_queued_again_is_sending_again(
     await committed_session.commit()
     assert await complete_reported(committed_session) == []
     assert await message_status(committed_session, b.message_id) == "sending"
-    await deliver_with(make_settings(), committed_session, b.message_id)
+    await deliver_with(make_settings(), committed_database, committed_session, b.message_id)
     assert await message_status(committed_session, b.message_id) == "sent"
 
 
@@ -127,10 +131,11 @@ async def test_a_sent_message_cannot_be_cancelled(
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
     committed_client: httpx.AsyncClient,
+    committed_database: Database,
 ) -> None:
     sandbox.carrier.update_config({"delivery_delay_ms": 60_000})
     b = await broadcast(1)
-    await deliver_with(make_settings(), committed_session, b.message_id)
+    await deliver_with(make_settings(), committed_database, committed_session, b.message_id)
     response = await committed_client.post(
         f"/api/v1/messages/{b.message_id}/cancel", headers=b.church.headers
     )
@@ -144,6 +149,7 @@ async def test_a_text_sent_again_reopens_its_message_and_restarts_the_report_wai
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     # A temporary failure reported after the report wait completed the message puts one text
     # back in the queue (tests/webhooks/test_reported_failures.py takes that path): once it is
@@ -151,7 +157,7 @@ async def test_a_text_sent_again_reopens_its_message_and_restarts_the_report_wai
     sandbox.carrier.update_config({"delivery_delay_ms": 60_000})
     b = await broadcast(2)
     settings = make_settings()
-    await deliver_with(settings, committed_session, b.message_id)
+    await deliver_with(settings, committed_database, committed_session, b.message_id)
     await _handed_over_61_minutes_ago(committed_session, b)
     assert await complete_reported(committed_session, report_wait_s=3600) == [b.message_id]
     await committed_session.execute(
@@ -163,7 +169,7 @@ async def test_a_text_sent_again_reopens_its_message_and_restarts_the_report_wai
     )
     await committed_session.commit()
 
-    await deliver_with(settings, committed_session, b.message_id)
+    await deliver_with(settings, committed_database, committed_session, b.message_id)
     row = (
         await committed_session.execute(
             text(
@@ -183,11 +189,12 @@ async def test_a_failing_sweep_part_does_not_keep_messages_from_completing(
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
     monkeypatch: pytest.MonkeyPatch,
+    committed_database: Database,
 ) -> None:
     sandbox.carrier.update_config({"delivery_delay_ms": 60_000})
     b = await broadcast(2)
     settings = make_settings(report_wait_s=3600)
-    await deliver_with(settings, committed_session, b.message_id)
+    await deliver_with(settings, committed_database, committed_session, b.message_id)
     await _handed_over_61_minutes_ago(committed_session, b)
 
     async def broken(*args: object, **kwargs: object) -> int:
@@ -195,7 +202,7 @@ async def test_a_failing_sweep_part_does_not_keep_messages_from_completing(
 
     monkeypatch.setattr(DeliveryRepository, "requeue_expired_leases", broken)
     with capture_logs() as logs:
-        await sweep(settings)
+        await sweep(settings, committed_database)
     assert [e.get("part") for e in logs if e["event"] == "delivery_sweep_part_failed"] == [
         "requeue_leases"
     ]

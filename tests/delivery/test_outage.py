@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.testing import capture_logs
 
 from db.outages import dbapi_error, driver_refusal
-from delivery.faults import DatabaseProxy, sessions
+from delivery.faults import DatabaseProxy
 from delivery.support import Broadcast, deliver_with, sent_phones, statuses
 from koinonia.config import Settings
+from koinonia.db.database import Database
 from koinonia.delivery.dispatcher import Dispatcher
 from koinonia.delivery.outage import DatabaseOutage
 from koinonia.delivery.repository import Outcome
@@ -34,12 +35,10 @@ OLD_RECORD_TRIES = 5
 
 
 @pytest.fixture
-async def proxied(
-    db_proxy: DatabaseProxy, make_settings: MakeSettings
-) -> AsyncIterator[AsyncEngine]:
-    engine = db_proxy.engine(make_settings())
-    yield engine
-    await engine.dispose()
+async def proxied(db_proxy: DatabaseProxy, make_settings: MakeSettings) -> AsyncIterator[Database]:
+    database = db_proxy.database(make_settings())
+    yield database
+    await database.dispose()
 
 
 def _fast_outage() -> DatabaseOutage:
@@ -51,8 +50,9 @@ async def test_results_survive_an_outage_longer_than_the_old_retry_budget(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
     db_proxy: DatabaseProxy,
-    proxied: AsyncEngine,
+    proxied: Database,
 ) -> None:
     sandbox.carrier.update_config({"delivery_delay_ms": 60_000})
     b = await broadcast(20)
@@ -65,7 +65,7 @@ async def test_results_survive_an_outage_longer_than_the_old_retry_budget(
             return await super()._record(outcomes, **kwargs)
 
     settings = make_settings()
-    dispatcher = OutageAtWriteBack(settings, sessionmaker=sessions(proxied), outage=_fast_outage())
+    dispatcher = OutageAtWriteBack(settings, proxied, outage=_fast_outage())
     try:
         with capture_logs() as logs:
             result = await dispatcher.run_once()
@@ -87,8 +87,8 @@ async def test_results_survive_an_outage_longer_than_the_old_retry_budget(
     assert {r.provider_message_id for r in rows} == {m.id for m in sandbox.carrier.messages}
 
     # Whatever the sweep and any other worker do next, nothing goes out again.
-    await sweep(settings)
-    await deliver_with(settings, committed_session, b.message_id)
+    await sweep(settings, committed_database)
+    await deliver_with(settings, committed_database, committed_session, b.message_id)
     assert Counter(sent_phones(sandbox)).most_common(1)[0][1] == 1
     assert len(sent_phones(sandbox)) == 20
 
@@ -103,7 +103,7 @@ async def test_a_stopping_worker_gives_up_a_write_back_only_after_the_lease(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     db_proxy: DatabaseProxy,
-    proxied: AsyncEngine,
+    proxied: Database,
 ) -> None:
     """Past the lease another worker may own the rows: a stopping worker then leaves them to
     the lease sweep instead of retrying forever."""
@@ -116,9 +116,7 @@ async def test_a_stopping_worker_gives_up_a_write_back_only_after_the_lease(
             self.stop.set()
             return await super()._record(outcomes, **{**kwargs, "lease_ends": 0.0})
 
-    dispatcher = StopsDuringOutage(
-        make_settings(), sessionmaker=sessions(proxied), outage=_fast_outage()
-    )
+    dispatcher = StopsDuringOutage(make_settings(), proxied, outage=_fast_outage())
     try:
         with capture_logs() as logs, pytest.raises((DBAPIError, OSError)):
             await dispatcher.run_once()
@@ -134,11 +132,11 @@ async def test_while_the_database_is_down_nothing_is_claimed_or_sent_and_it_is_l
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
     db_proxy: DatabaseProxy,
-    proxied: AsyncEngine,
+    proxied: Database,
 ) -> None:
     b = await broadcast(5)
     outage = _fast_outage()
-    dispatcher = Dispatcher(make_settings(), sessionmaker=sessions(proxied), outage=outage)
+    dispatcher = Dispatcher(make_settings(), proxied, outage=outage)
     stop, wake = asyncio.Event(), asyncio.Event()
     db_proxy.cut(refuse=None)  # down until restored
     with capture_logs() as logs:

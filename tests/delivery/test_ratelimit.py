@@ -22,6 +22,7 @@ from delivery.support import (
     sent_phones,
 )
 from koinonia.config import Settings
+from koinonia.db.database import Database
 from koinonia.delivery.dispatcher import Dispatcher, drain
 from koinonia.delivery.ratelimit import LocalRateLimiter, RedisRateLimiter
 from koinonia.kit.tokenbucket import Grant
@@ -37,6 +38,7 @@ async def test_two_processes_share_one_bucket_through_redis(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     if redis_url is None:
         pytest.skip("no REDIS_URL and no redis-server installed")
@@ -54,7 +56,7 @@ async def test_two_processes_share_one_bucket_through_redis(
     limiters = [
         RecordingRedisLimiter(redis_url, rate, prefix=settings.store_prefix) for _ in range(2)
     ]
-    first, second = (Dispatcher(settings, limiter=lim) for lim in limiters)
+    first, second = (Dispatcher(settings, committed_database, limiter=lim) for lim in limiters)
     try:
         with capture_logs() as logs:
             await asyncio.gather(drain(first), drain(second))

@@ -28,6 +28,7 @@ from delivery.reports import (
 )
 from delivery.support import Broadcast, counted, deliver_all, statuses
 from koinonia.config import Settings
+from koinonia.db.database import Database
 from koinonia.delivery.dispatcher import Dispatcher
 from koinonia_sandbox import RunningSandbox
 
@@ -49,11 +50,12 @@ async def race_once(
     client: httpx.AsyncClient,
     blockers: Blockers,
     session: AsyncSession,
+    database: Database,
     n: int,
 ) -> None:
     sent = await broadcast(n)
     m = sent.message_id
-    dispatcher = Dispatcher(settings)
+    dispatcher = Dispatcher(settings, database)
     # The write-back begins by locking its messages (FOR UPDATE): held here, it waits until we
     # let it go. NO KEY, so the claim's counter rows (a foreign key to the message) still go in.
     message_lock = await blockers.hold(
@@ -162,6 +164,7 @@ async def test_reports_racing_the_write_back_end_at_the_carriers_last_report(
     sandbox: RunningSandbox,
     committed_client: httpx.AsyncClient,
     committed_session: AsyncSession,
+    committed_database: Database,
     blockers: Blockers,
 ) -> None:
     sandbox.carrier.update_config({"delivery_delay_ms": 3_600_000})  # the test reports
@@ -175,6 +178,7 @@ async def test_reports_racing_the_write_back_end_at_the_carriers_last_report(
             client=committed_client,
             blockers=blockers,
             session=committed_session,
+            database=committed_database,
             n=5,
         )
 
@@ -186,6 +190,7 @@ async def test_a_broadcast_whose_reports_overlap_its_write_backs_ends_delivered(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     """The bench scenario (bench/reports.py) made small: the sandbox's own signed reports reach
     the API over HTTP while small batches are still being written back. Whatever the timing,
@@ -193,7 +198,7 @@ async def test_a_broadcast_whose_reports_overlap_its_write_backs_ends_delivered(
     sandbox.carrier.update_config({"delivery_delay_ms": delay_ms, "callback_attempts": 5})
     sandbox.carrier.reset()
     sent = await broadcast(200)
-    dispatcher = Dispatcher(make_settings(claim_batch_size=25))
+    dispatcher = Dispatcher(make_settings(claim_batch_size=25), committed_database)
     try:
         await deliver_all(dispatcher, committed_session, sent.message_id)
     finally:

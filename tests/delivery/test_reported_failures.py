@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from delivery.reports import Blockers, more, post_report, provider_ids, true, until
 from delivery.support import Broadcast, counted
 from koinonia.config import Settings
+from koinonia.db.database import Database
 from koinonia.delivery.dispatcher import Dispatcher
 from koinonia_sandbox import RunningSandbox
 
@@ -76,11 +77,12 @@ async def test_a_temporary_failure_reported_after_the_write_back_is_sent_again_c
     sandbox: RunningSandbox,
     committed_client: httpx.AsyncClient,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     sandbox.carrier.update_config({"delivery_delay_ms": 3_600_000})  # the test reports
     sandbox.carrier.reset()
     sent = await broadcast(1, content=LONG)
-    dispatcher = Dispatcher(make_settings())
+    dispatcher = Dispatcher(make_settings(), committed_database)
     try:
         assert (await dispatcher.run_once()).sent == 1
         (first,) = provider_ids(sandbox)
@@ -118,13 +120,14 @@ async def test_failures_that_beat_the_write_back_are_folded_in_by_it(
     committed_client: httpx.AsyncClient,
     committed_session: AsyncSession,
     blockers: Blockers,
+    committed_database: Database,
 ) -> None:
     """Parked reports: a temporary failure re-queues the text when its send is written back; an
     opt-out code opts the member out there."""
     sandbox.carrier.update_config({"delivery_delay_ms": 3_600_000})
     sandbox.carrier.reset()
     sent = await broadcast(2)
-    dispatcher = Dispatcher(make_settings())
+    dispatcher = Dispatcher(make_settings(), committed_database)
     lock = await blockers.hold(
         "SELECT 1 FROM messages WHERE id = :m FOR NO KEY UPDATE", m=sent.message_id
     )

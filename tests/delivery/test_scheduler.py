@@ -87,7 +87,7 @@ async def test_fires_once_to_the_target_and_advances(live: Seeder) -> None:
     await live.members(2)  # in the church, not in the group
     rid = await add_schedule(live, target_type="groups", target_ids=[group])
 
-    assert await fire_due_schedules(church_id=live.church_id) == 1
+    assert await fire_due_schedules(live.database, church_id=live.church_id) == 1
     [message] = await messages_of(live, rid)
     assert (message.kind, message.status, message.content) == (
         "recurring",
@@ -103,7 +103,7 @@ async def test_fires_once_to_the_target_and_advances(live: Seeder) -> None:
     assert row.next_send_at - row.now <= timedelta(days=1)
 
     # Not due any more: nothing fires again.
-    assert await fire_due_schedules(church_id=live.church_id) == 0
+    assert await fire_due_schedules(live.database, church_id=live.church_id) == 0
     assert len(await messages_of(live, rid)) == 1
 
 
@@ -111,7 +111,7 @@ async def test_deactivated_and_future_schedules_never_fire(live: Seeder) -> None
     await live.members(2)
     paused = await add_schedule(live, active=False, due_in=timedelta(days=-2))
     future = await add_schedule(live, due_in=timedelta(minutes=5))
-    assert await fire_due_schedules(church_id=live.church_id) == 0
+    assert await fire_due_schedules(live.database, church_id=live.church_id) == 0
     assert await messages_of(live, paused) == [] and await messages_of(live, future) == []
     row = await schedule_row(live, paused)
     assert row.next_send_at < row.now and row.last_sent_at is None
@@ -120,8 +120,8 @@ async def test_deactivated_and_future_schedules_never_fire(live: Seeder) -> None
 async def test_downtime_catch_up_fires_once(live: Seeder) -> None:
     await live.members(2)
     rid = await add_schedule(live, due_in=timedelta(days=-3))
-    assert await fire_due_schedules(church_id=live.church_id) == 1
-    assert await fire_due_schedules(church_id=live.church_id) == 0
+    assert await fire_due_schedules(live.database, church_id=live.church_id) == 1
+    assert await fire_due_schedules(live.database, church_id=live.church_id) == 0
     assert len(await messages_of(live, rid)) == 1
     row = await schedule_row(live, rid)
     assert row.now < row.next_send_at <= row.now + timedelta(days=1)
@@ -131,7 +131,8 @@ async def test_two_workers_fire_an_occurrence_once(live: Seeder) -> None:
     await live.members(2)
     rid = await add_schedule(live)
     results = await asyncio.gather(
-        fire_due_schedules(church_id=live.church_id), fire_due_schedules(church_id=live.church_id)
+        fire_due_schedules(live.database, church_id=live.church_id),
+        fire_due_schedules(live.database, church_id=live.church_id),
     )
     assert sorted(results) == [0, 1]
     assert len(await messages_of(live, rid)) == 1
@@ -143,7 +144,7 @@ async def test_many_due_schedules_each_fire_once_in_its_own_unit(live: Seeder) -
     await live.members(2)
     ids = [await add_schedule(live, due_in=timedelta(minutes=-i)) for i in range(6)]
     results = await asyncio.gather(
-        *(fire_due_schedules(church_id=live.church_id) for _ in range(3))
+        *(fire_due_schedules(live.database, church_id=live.church_id) for _ in range(3))
     )
     assert sum(results) == 6
     for rid in ids:
@@ -153,8 +154,8 @@ async def test_many_due_schedules_each_fire_once_in_its_own_unit(live: Seeder) -
 async def test_limit_bounds_one_call(live: Seeder) -> None:
     for i in range(3):
         await add_schedule(live, due_in=timedelta(minutes=-i - 1))
-    assert await fire_due_schedules(limit=2, church_id=live.church_id) == 2
-    assert await fire_due_schedules(limit=2, church_id=live.church_id) == 1
+    assert await fire_due_schedules(live.database, limit=2, church_id=live.church_id) == 2
+    assert await fire_due_schedules(live.database, limit=2, church_id=live.church_id) == 1
 
 
 async def test_over_quota_advances_without_a_message(
@@ -164,14 +165,14 @@ async def test_over_quota_advances_without_a_message(
     await live.members(2)
     await live.usage(1000)
     rid = await add_schedule(live)
-    assert await fire_due_schedules(church_id=live.church_id) == 0
+    assert await fire_due_schedules(live.database, church_id=live.church_id) == 0
     assert await messages_of(live, rid) == []
     row = await schedule_row(live, rid)
     assert row.next_send_at > row.now and row.last_sent_at is None
     used = await live.scalar("SELECT texts FROM usage WHERE church_id = :c", c=live.church_id)
     assert used == 1000
     # Skipped, not retried: nothing is due any more.
-    assert await fire_due_schedules(church_id=live.church_id) == 0
+    assert await fire_due_schedules(live.database, church_id=live.church_id) == 0
 
 
 async def test_no_sms_number_skips_and_advances(
@@ -180,7 +181,7 @@ async def test_no_sms_number_skips_and_advances(
     live = committed_seed(await committed_tenants(sms_number=None))
     await live.members(1)
     rid = await add_schedule(live)
-    assert await fire_due_schedules(church_id=live.church_id) == 0
+    assert await fire_due_schedules(live.database, church_id=live.church_id) == 0
     assert await messages_of(live, rid) == []
     row = await schedule_row(live, rid)
     assert row.next_send_at > row.now
@@ -195,7 +196,7 @@ async def test_quiet_hours_hold_the_message(
     live = committed_seed(await committed_tenants(quiet_hours_start=start, quiet_hours_end=end))
     await live.members(2)
     rid = await add_schedule(live)
-    assert await fire_due_schedules(church_id=live.church_id) == 1
+    assert await fire_due_schedules(live.database, church_id=live.church_id) == 1
     [message] = await messages_of(live, rid)
     assert message.status == "scheduled"
     release = message.scheduled_at.astimezone(ZoneInfo("America/New_York"))
@@ -217,7 +218,7 @@ async def test_invalid_stored_schedule_is_deactivated_not_retried(live: Seeder) 
         c=live.church_id,
     )
     good = await add_schedule(live)
-    assert await fire_due_schedules(church_id=live.church_id) == 1
+    assert await fire_due_schedules(live.database, church_id=live.church_id) == 1
     assert len(await messages_of(live, good)) == 1
     assert await messages_of(live, broken) == []
     assert (await schedule_row(live, broken)).is_active is False
@@ -238,7 +239,7 @@ async def test_a_failing_schedule_is_skipped_not_blocking(
 
     # The scheduler sends through messages.service.enqueue_within_quota, which calls this.
     monkeypatch.setattr(messages_service, "enqueue", flaky)
-    assert await fire_due_schedules(church_id=live.church_id) == 1
+    assert await fire_due_schedules(live.database, church_id=live.church_id) == 1
     assert await messages_of(live, poison) == []
     assert len(await messages_of(live, good)) == 1
     row = await schedule_row(live, poison)
@@ -252,7 +253,7 @@ async def test_a_text_no_one_could_receive_is_skipped_and_advances(live: Seeder)
     await live.members(2)
     rid = await add_schedule(live, content="{church_name} " + "x" * 1500 + "{first_name}")
     await live.update_church(name="N" * 100)
-    assert await fire_due_schedules(church_id=live.church_id) == 0
+    assert await fire_due_schedules(live.database, church_id=live.church_id) == 0
     assert await messages_of(live, rid) == []
     row = await schedule_row(live, rid)
     assert row.next_send_at > row.now and row.last_sent_at is None

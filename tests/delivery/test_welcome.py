@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fixtures.factories import Seeder, SeedFor, Tenant
 from koinonia.config import get_settings
-from koinonia.db import engine as db_engine
+from koinonia.db.database import Database
 from koinonia.delivery.scheduler import send_due_welcomes
 from koinonia.groups.service import welcome_content
 
@@ -66,8 +66,8 @@ async def test_one_welcome_with_the_group_name_sent_once(live: Seeder) -> None:
     [member] = await live.members(1)
     await join(live, group, [member], due_in=DUE)
 
-    assert await send_due_welcomes(church_id=live.church_id) == 1
-    assert await send_due_welcomes(church_id=live.church_id) == 0
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 1
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 0
     [message] = await welcomes(live)
     assert message.content == "Welcome to Youth!"
     assert (message.target_type, message.recipients) == ("members", [member])
@@ -79,7 +79,7 @@ async def test_custom_text_keeps_per_recipient_fields(live: Seeder) -> None:
     group = await live.group(name="Choir", welcome_enabled=True, welcome_text=text)
     members = await live.members(2)
     await join(live, group, members, due_in=DUE)
-    assert await send_due_welcomes(church_id=live.church_id) == 2
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 2
     [message] = await welcomes(live)  # one message for the group's newcomers
     assert message.content == "Hi {first_name|friend}, welcome to Choir! Choir meets Fridays."
     assert message.recipients == members
@@ -90,14 +90,14 @@ async def test_opted_out_members_get_none(live: Seeder) -> None:
     opted_in = await live.members(1)
     opted_out = await live.members(2, consent="opted_out")
     await join(live, group, opted_in + opted_out, due_in=DUE)
-    assert await send_due_welcomes(church_id=live.church_id) == 3
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 3
     [message] = await welcomes(live)
     assert message.recipients == opted_in
     assert await pending(live) == []  # every claimed membership is done, texted or not
 
     only_out = await live.group(welcome_enabled=True)
     await join(live, only_out, opted_out, due_in=DUE)
-    assert await send_due_welcomes(church_id=live.church_id) == 2
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 2
     assert len(await welcomes(live)) == 1
 
 
@@ -107,7 +107,7 @@ async def test_disabled_group_and_future_welcomes(live: Seeder) -> None:
     members = await live.members(2)
     await join(live, off, members[:1], due_in=DUE)  # switched off after the member joined
     await join(live, on, members[1:], due_in=timedelta(seconds=60))
-    assert await send_due_welcomes(church_id=live.church_id) == 1
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 1
     assert await welcomes(live) == []
     [waiting] = await pending(live)
     assert (waiting.member_id, waiting.in_future) == (members[1], True)
@@ -121,7 +121,7 @@ async def test_one_message_per_group_many_groups(live: Seeder) -> None:
     for group in groups:
         await join(live, group, members[:1], due_in=DUE)
     await join(live, groups[0], members[1:], due_in=DUE)
-    assert await send_due_welcomes(church_id=live.church_id) == 12
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 12
     sent = await welcomes(live)
     assert sorted(m.content for m in sent) == [f"Welcome to G{i}!" for i in range(6)]
     assert sorted(len(m.recipients) for m in sent) == [1, 1, 1, 1, 1, 7]
@@ -131,8 +131,8 @@ async def test_batches_by_limit(live: Seeder) -> None:
     group = await live.group(welcome_enabled=True)
     members = await live.members(5)
     await join(live, group, members, due_in=DUE)
-    assert await send_due_welcomes(limit=3, church_id=live.church_id) == 3
-    assert await send_due_welcomes(limit=3, church_id=live.church_id) == 2
+    assert await send_due_welcomes(live.database, limit=3, church_id=live.church_id) == 3
+    assert await send_due_welcomes(live.database, limit=3, church_id=live.church_id) == 2
     assert sorted(len(m.recipients) for m in await welcomes(live)) == [2, 3]
 
 
@@ -141,7 +141,8 @@ async def test_two_workers_welcome_once(live: Seeder) -> None:
     members = await live.members(3)
     await join(live, group, members, due_in=DUE)
     results = await asyncio.gather(
-        send_due_welcomes(church_id=live.church_id), send_due_welcomes(church_id=live.church_id)
+        send_due_welcomes(live.database, church_id=live.church_id),
+        send_due_welcomes(live.database, church_id=live.church_id),
     )
     assert sum(results) == 3
     sent = await welcomes(live)
@@ -155,7 +156,7 @@ async def test_over_quota_is_marked_not_retried(
     await live.usage(1000)
     group = await live.group(welcome_enabled=True)
     await join(live, group, await live.members(1), due_in=DUE)
-    assert await send_due_welcomes(church_id=live.church_id) == 1
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 1
     assert await welcomes(live) == []
     assert await pending(live) == []
 
@@ -168,21 +169,18 @@ async def test_survives_a_restart(live: Seeder, engine: AsyncEngine) -> None:
     await join(live, group, early, due_in=timedelta(seconds=-30))  # came due while down
     await join(live, group, recent, due_in=timedelta(seconds=60))
 
-    previous_engine, previous_maker = db_engine._engine, db_engine._sessionmaker
     url = engine.url.render_as_string(hide_password=False)
-    fresh = db_engine.make_engine(get_settings(), url)
-    db_engine.set_engine(fresh)
+    fresh = Database.open(get_settings(), url)
     try:
-        assert await send_due_welcomes(church_id=live.church_id) == 1
+        assert await send_due_welcomes(fresh, church_id=live.church_id) == 1
     finally:
-        db_engine._engine, db_engine._sessionmaker = previous_engine, previous_maker
         await fresh.dispose()
     [message] = await welcomes(live)
     assert (message.content, message.recipients) == ("Welcome to Newcomers!", early)
     [waiting] = await pending(live)
     assert (waiting.member_id, waiting.in_future) == (recent[0], True)
     # Still waiting on the next poll.
-    assert await send_due_welcomes(church_id=live.church_id) == 0
+    assert await send_due_welcomes(live.database, church_id=live.church_id) == 0
 
 
 def test_welcome_content() -> None:

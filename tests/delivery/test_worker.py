@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from delivery.support import Broadcast, message_status, send_to_all, sent_phones, statuses
 from fixtures.factories import Tenant, make_members
 from koinonia.config import Settings
+from koinonia.db.database import Database
 from koinonia.delivery.dispatcher import BatchResult, Dispatcher, drain
 from koinonia.delivery.worker import run_worker, sweep
 from koinonia_sandbox import RunningSandbox
@@ -45,6 +46,7 @@ async def test_worker_killed_mid_broadcast_loses_nothing(
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
     tmp_path: Path,
+    committed_database: Database,
 ) -> None:
     sandbox.carrier.update_config({"latency_ms": 50, "delivery_delay_ms": 60_000})
     b = await broadcast(2000)
@@ -82,7 +84,7 @@ async def test_worker_killed_mid_broadcast_loses_nothing(
     settings = make_settings(lease_s=2)
 
     async def leases_recovered() -> bool:
-        await sweep(settings)
+        await sweep(settings, committed_database)
         return (
             await _count(
                 committed_session,
@@ -94,7 +96,7 @@ async def test_worker_killed_mid_broadcast_loses_nothing(
         )
 
     await _until(leases_recovered, 15, "expired leases to be requeued")
-    second = Dispatcher(settings)
+    second = Dispatcher(settings, committed_database)
     try:
         await drain(second)
     finally:
@@ -154,6 +156,7 @@ async def test_graceful_stop_finishes_in_flight_texts_and_releases_the_rest(
     make_settings: MakeSettings,
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
+    committed_database: Database,
 ) -> None:
     sandbox.carrier.update_config({"latency_ms": 150, "delivery_delay_ms": 60_000})
     b = await broadcast(300)
@@ -161,7 +164,7 @@ async def test_graceful_stop_finishes_in_flight_texts_and_releases_the_rest(
     settings = make_settings(
         claim_batch_size=100, send_pipelines=2, send_rate_per_number=200.0, worker_poll_s=0.2
     )
-    worker = asyncio.create_task(run_worker(settings, stop=stop))
+    worker = asyncio.create_task(run_worker(settings, committed_database, stop=stop))
     await _until(lambda: _some(sandbox), 10, "the first texts")
     stop.set()
     await asyncio.wait_for(worker, 10)
@@ -192,6 +195,7 @@ async def test_idle_worker_wakes_on_notify(
     sandbox: RunningSandbox,
     committed_session: AsyncSession,
     committed_tenants: Callable[..., Awaitable[Tenant]],
+    committed_database: Database,
 ) -> None:
     """With a 60 s poll, only the NOTIFY a send commits can start delivery within the test."""
     church = await committed_tenants()
@@ -202,7 +206,7 @@ async def test_idle_worker_wakes_on_notify(
     # only after a wake, which (no send yet) only the listener gives, once its LISTEN is in. So
     # two idle passes mean listening and idle, and only a NOTIFY can start the next pass.
     settings = make_settings(worker_poll_s=60.0, send_pipelines=1)
-    dispatcher = Dispatcher(settings)
+    dispatcher = Dispatcher(settings, committed_database)
     run_once = dispatcher.run_once
     idle_passes = 0
 
@@ -217,7 +221,9 @@ async def test_idle_worker_wakes_on_notify(
     async def listening_and_idle() -> bool:
         return idle_passes >= 2
 
-    worker = asyncio.create_task(run_worker(settings, stop=stop, dispatcher=dispatcher))
+    worker = asyncio.create_task(
+        run_worker(settings, committed_database, stop=stop, dispatcher=dispatcher)
+    )
     try:
         await _until(listening_and_idle, 30, "the worker to listen and go idle")
         message_id = await send_to_all(committed_session, church_id, "Choir at 7")

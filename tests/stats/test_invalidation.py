@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversations.support import church_number, member_phone, text_in
 from fixtures.factories import Tenant, make_members, make_tenant
+from koinonia.db.database import Database
 from koinonia.delivery.scheduler import fire_due_schedules
 from koinonia.kit.cache import version_key
 from koinonia.kit.store import get_store
@@ -174,7 +175,7 @@ async def summary(client: httpx.AsyncClient, tenant: Tenant) -> dict[str, Any]:
 
 
 async def test_the_cached_summary_reflects_each_kind_of_write(
-    client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant
+    client: httpx.AsyncClient, session: AsyncSession, database: Database, tenant: Tenant
 ) -> None:
     headers = tenant.headers
     seen = await summary(client, tenant)
@@ -291,7 +292,7 @@ async def test_the_cached_summary_reflects_each_kind_of_write(
             {"r": rid},
         )
         await session.commit()
-        assert await fire_due_schedules(church_id=tenant.church_id) == 1
+        assert await fire_due_schedules(database, church_id=tenant.church_id) == 1
 
     await after(
         schedule_fires, messages=lambda s: s["messages"] + 1, texts=lambda s: s["texts"] + 1

@@ -63,7 +63,7 @@ async def test_a_failing_batch_is_retried_report_by_report() -> None:
             raise RuntimeError("cannot store 'bad'")
         return [ReportOutcome.APPLIED] * len(batch)
 
-    writer = batching.ReportWriter(store=store)
+    writer = batching.ReportWriter(store)
     results = await asyncio.gather(
         *(writer.record(DeliveryReport("twilio", sid, "sent")) for sid in ("a", "bad", "c")),
         return_exceptions=True,
@@ -81,7 +81,7 @@ async def test_a_report_is_answered_only_after_its_batch_commits() -> None:
         await committed.wait()
         return [ReportOutcome.APPLIED] * len(batch)
 
-    writer = batching.ReportWriter(store=store)
+    writer = batching.ReportWriter(store)
     answer = asyncio.ensure_future(writer.record(DeliveryReport("twilio", "x", "sent")))
     await asyncio.wait_for(storing.wait(), 30)  # its batch is being stored, not yet committed
     assert not answer.done()

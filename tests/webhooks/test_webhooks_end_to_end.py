@@ -19,6 +19,7 @@ from fixtures.factories import Seeder, SeedFor, Tenant
 from koinonia.app import create_app
 from koinonia.auth.deps import settings as settings_dependency
 from koinonia.config import Settings, get_settings
+from koinonia.db.database import Database
 from koinonia.sms.base import OutboundSms, create_http_client
 from koinonia.sms.http import HttpClient
 from koinonia.sms.providers import build_provider
@@ -36,9 +37,9 @@ class LiveApi:
 
 
 @pytest.fixture
-async def live_api(engine: AsyncEngine) -> AsyncIterator[LiveApi]:
+async def live_api(committed_database: Database) -> AsyncIterator[LiveApi]:
     """The app on a free loopback port, its public_url pointed at itself."""
-    app = create_app(get_settings(), manage_engine=False)
+    app = create_app(get_settings(), database=committed_database)
     server = uvicorn.Server(
         uvicorn.Config(
             app, host="127.0.0.1", port=0, lifespan="off", log_level="warning", access_log=False

@@ -1,9 +1,11 @@
-"""FastAPI dependencies: the request's session, settings and authenticated admin."""
+"""FastAPI dependencies: the app's database, the request's session, settings and authenticated
+admin."""
 
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -14,7 +16,8 @@ from koinonia.auth import context_cache, security
 from koinonia.auth.context import AuthContext
 from koinonia.auth.repository import AuthRepository
 from koinonia.config import Settings, get_settings
-from koinonia.db.session import SessionSource, autocommit_reads, given, request_session
+from koinonia.db.database import Database
+from koinonia.db.session import SessionSource, given
 from koinonia.kit import cache
 from koinonia.kit.errors import Forbidden, RateLimited, Unauthorized
 from koinonia.kit.store import StoreUnavailable, get_store, local_store
@@ -27,16 +30,33 @@ async def settings() -> Settings:
     return get_settings()
 
 
+def database_of(app: Any) -> Database:
+    """The app's database (`create_app` keeps it on `app.state`)."""
+    database: Database = app.state.database
+    return database
+
+
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work (`Database.session()`), ended before the response starts."""
+    async with database_of(request.app).session() as session:
+        yield session
+
+
 DbSession = Annotated[AsyncSession, Depends(request_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(settings)]
 
 
-async def read_session(session: DbSession) -> AsyncSession:
-    """The request's session (the same one as `DbSession`), its statements run without BEGIN /
-    COMMIT (`db.session.autocommit_reads`): for endpoints that only read, with no locks and no
-    transaction-local settings. Saves two database round trips per request."""
-    autocommit_reads(session)
-    return session
+def read_only(request: Request, session: AsyncSession) -> AsyncSession:
+    """The request's session (`DbSession`), its statements run without BEGIN / COMMIT from now
+    on (`Database.read_only`): the one way a request asks for reads only, as a dependency
+    (`ReadDbSession`) or, when the endpoint decides per request, from the router. For reads
+    with no locks and no transaction-local settings; saves two database round trips."""
+    return database_of(request.app).read_only(session)
+
+
+async def read_session(request: Request, session: DbSession) -> AsyncSession:
+    """`DbSession`, read only (`read_only`)."""
+    return read_only(request, session)
 
 
 ReadDbSession = Annotated[AsyncSession, Depends(read_session)]

@@ -1,20 +1,13 @@
-"""The one engine and connection pool of the process. Nothing else opens database connections."""
+"""How an engine (one connection pool) is made. `db.database.Database` owns the process's; nothing
+else opens database connections (tests, bench and migrations aside)."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from koinonia.config import Settings
 from koinonia.db import observe
 from koinonia.db.embedded import database_url
-
-_engine: AsyncEngine | None = None
-_sessionmaker: async_sessionmaker[AsyncSession] | None = None
 
 
 def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
@@ -34,40 +27,3 @@ def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     )
     observe.instrument(engine, settings)
     return engine
-
-
-def init_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
-    """Create the process engine once; later calls return the same one."""
-    global _engine, _sessionmaker
-    if _engine is None:
-        _engine = make_engine(settings, url)
-        _sessionmaker = async_sessionmaker(_engine, expire_on_commit=False, autoflush=False)
-    return _engine
-
-
-def get_engine() -> AsyncEngine:
-    if _engine is None:
-        raise RuntimeError("engine not initialised: call init_engine() at start-up")
-    return _engine
-
-
-def sessionmaker() -> async_sessionmaker[AsyncSession]:
-    if _sessionmaker is None:
-        raise RuntimeError("engine not initialised: call init_engine() at start-up")
-    return _sessionmaker
-
-
-def set_engine(engine: AsyncEngine | None) -> None:
-    """Install an engine made elsewhere (tests bind the process engine to one connection)."""
-    global _engine, _sessionmaker
-    _engine = engine
-    _sessionmaker = (
-        async_sessionmaker(engine, expire_on_commit=False, autoflush=False) if engine else None
-    )
-
-
-async def dispose_engine() -> None:
-    global _engine, _sessionmaker
-    if _engine is not None:
-        await _engine.dispose()
-    _engine, _sessionmaker = None, None

@@ -1,4 +1,5 @@
-"""Sessions: one per request (FastAPI dependency) and one per background job, same contract.
+"""Sessions as units of work: one per request (the FastAPI dependency in auth/deps.py) and one per
+background job, same contract, both opened by `Database.session()` (db/database.py).
 
 Each is a unit of work: the session, plus effects registered with `on_commit(session, callback)`
 that must not happen unless its data is committed (forgetting a cached session, invalidating a
@@ -24,15 +25,13 @@ run when it ends normally (nothing of theirs can be uncommitted).
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
 
-from koinonia.db.engine import sessionmaker
 from koinonia.kit.logging import log
 
 AfterCommit = Callable[[], Awaitable[None]]
@@ -41,8 +40,8 @@ _KEY = "koinonia.unit_of_work"
 
 
 class UnitOfWork:
-    """The after-commit effects of one session. `job_session()` and the request dependency make
-    one per session; `on_commit` finds it through the session."""
+    """The after-commit effects of one session. `unit_of_work` (`Database.session()`) makes one
+    per session; `on_commit` finds it through the session."""
 
     __slots__ = ("_due", "_pending", "session")
 
@@ -104,10 +103,11 @@ def _within(registered: SessionTransaction | None, ended: SessionTransaction) ->
 
 def on_commit(session: AsyncSession, callback: AfterCommit) -> None:
     """Run `callback` once the data written so far in `session` is committed; never if it is
-    rolled back. The session must belong to a unit of work (`job_session()` or a request)."""
+    rolled back. The session must belong to a unit of work (`Database.session()`: a job's or a
+    request's)."""
     uow = session.info.get(_KEY)
     if not isinstance(uow, UnitOfWork):
-        raise RuntimeError("on_commit needs a session of job_session() or of a request")
+        raise RuntimeError("on_commit needs a session of Database.session()")
     uow.on_commit(callback)
 
 
@@ -131,8 +131,10 @@ def _after_rollback(session: Session, previous_transaction: SessionTransaction) 
 
 
 @asynccontextmanager
-async def job_session() -> AsyncIterator[AsyncSession]:
-    async with sessionmaker()() as session:
+async def unit_of_work(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session of `sessions` as a unit of work (see the module docstring); what
+    `Database.session()` opens."""
+    async with sessions() as session:
         uow = UnitOfWork(session)
         succeeded = False
         try:
@@ -148,11 +150,6 @@ async def job_session() -> AsyncIterator[AsyncSession]:
             await uow.end(succeeded=succeeded)
 
 
-async def request_session() -> AsyncIterator[AsyncSession]:
-    async with job_session() as session:
-        yield session
-
-
 # Code that may not need the database at all (a cached read, the session cache answering who
 # the caller is) takes a session source and calls it only when a statement must run.
 SessionSource = Callable[[], Awaitable[AsyncSession]]
@@ -165,52 +162,3 @@ def given(session: AsyncSession) -> SessionSource:
         return session
 
     return source
-
-
-class LazyReadSession:
-    """A request's read-only session, opened on the first call (a cached read opens none),
-    under the same contract as `request_session`: one unit of work that ends with the
-    `AsyncExitStack` it was given (committed on success, rolled back on an exception), its
-    statements run without BEGIN / COMMIT (`autocommit_reads`)."""
-
-    __slots__ = ("_session", "_stack")
-
-    def __init__(self, stack: AsyncExitStack) -> None:
-        self._stack = stack
-        self._session: AsyncSession | None = None
-
-    async def __call__(self) -> AsyncSession:
-        if self._session is None:
-            self._session = await self._stack.enter_async_context(job_session())
-            autocommit_reads(self._session)
-        return self._session
-
-
-def autocommit_reads(session: AsyncSession) -> None:
-    """Run the session's statements outside a transaction block (no BEGIN / COMMIT round trips):
-    for a request that only reads, each statement under READ COMMITTED sees its own snapshot
-    inside a transaction too, so its results are the same, and it saves two of its three round
-    trips. Only for reads that need nothing of a transaction: no writes, no locks, no
-    transaction-local settings (`SET LOCAL`, `set_config(..., true)`).
-
-    Lazy: the session still takes a connection only for its first statement (a cached read
-    takes none). A no-op when the session already began a transaction, and in the test suite,
-    where every session joins the test's outer transaction on one connection."""
-    bind = session.bind
-    if session.in_transaction() or not isinstance(bind, AsyncEngine) or bind in _autocommit_views:
-        return
-    autocommit = _autocommit_engines.get(bind)
-    if autocommit is None:
-        autocommit = bind.execution_options(isolation_level="AUTOCOMMIT")
-        _autocommit_engines[bind] = autocommit
-        _autocommit_views.add(autocommit)
-    session.bind = autocommit
-    session.sync_session.bind = autocommit.sync_engine
-
-
-# The AUTOCOMMIT variant of each engine (a view sharing its pool), made once.
-_autocommit_engines: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = (
-    weakref.WeakKeyDictionary()
-)
-# Those views: a session switched already is left as it is (calling twice is harmless).
-_autocommit_views: weakref.WeakSet[AsyncEngine] = weakref.WeakSet()

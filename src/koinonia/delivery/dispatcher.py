@@ -22,11 +22,10 @@ from datetime import datetime
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from koinonia.config import Settings
-from koinonia.db import engine as db_engine
 from koinonia.db import observe
+from koinonia.db.database import Database
 from koinonia.db.outage import CONFLICT_SQLSTATES, sqlstate
 from koinonia.delivery.outage import DatabaseOutage
 from koinonia.delivery.ratelimit import RateLimiter, build_rate_limiter
@@ -98,7 +97,8 @@ def backoff_s(settings: Settings, attempts: int, retry_after: float | None) -> f
 
 
 class Dispatcher:
-    """Sends batches of due texts; share one per process (it owns the HTTP session).
+    """Sends batches of due texts from `database`; share one per process (it owns the HTTP
+    session). Its claims and write-backs end their own transactions (`Database.sessions`).
 
     `stop`, once set, makes `run_once` claim nothing and release claimed texts that have not
     been handed to a provider yet; texts already in flight finish and are recorded.
@@ -107,10 +107,10 @@ class Dispatcher:
     def __init__(
         self,
         settings: Settings,
+        database: Database,
         *,
         limiter: RateLimiter | None = None,
         stop: asyncio.Event | None = None,
-        sessionmaker: async_sessionmaker[AsyncSession] | None = None,
         http: HttpClient | None = None,
         outage: DatabaseOutage | None = None,
     ) -> None:
@@ -119,7 +119,7 @@ class Dispatcher:
         self.outage = outage or DatabaseOutage()
         self.limiter = limiter or build_rate_limiter(settings)
         self.stop = stop or asyncio.Event()
-        self._sessionmaker = sessionmaker
+        self.database = database
         self._http = http
         self._owns_http = http is None
         self._providers: dict[str, Provider] = {}
@@ -130,9 +130,6 @@ class Dispatcher:
         self.batch_size = max(1, min(settings.claim_batch_size, by_rate))
 
     # --- resources --------------------------------------------------------------------------
-
-    def _sessions(self) -> async_sessionmaker[AsyncSession]:
-        return self._sessionmaker or db_engine.sessionmaker()
 
     def _client(self) -> HttpClient:
         if self._http is None:
@@ -183,7 +180,7 @@ class Dispatcher:
             return BatchResult()
         with observe.track("delivery.batch") as stats:
             started = time.monotonic()
-            async with self._sessions()() as session:
+            async with self.database.sessions() as session:
                 claimed = await DeliveryRepository(session).claim_due_recipients(
                     limit=self.batch_size, lease_s=self.settings.lease_s
                 )
@@ -245,7 +242,7 @@ class Dispatcher:
                 # Each attempt counts its own statements; only the one that commits joins the
                 # batch's count, so retries neither inflate it nor look like an N+1.
                 with observe.track("delivery.record") as attempt_stats:
-                    async with self._sessions()() as session:
+                    async with self.database.sessions() as session:
                         recorded = await DeliveryRepository(session).record_results(
                             outcomes,
                             lease=lease,

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from koinonia.db import observe
-from koinonia.db.session import job_session
+from koinonia.db.database import Database
 from koinonia.groups.repository import DueWelcome, WelcomeQueue
 from koinonia.groups.service import welcome_content
 from koinonia.kit.errors import KoinoniaError
@@ -44,13 +44,15 @@ __all__ = ["fire_due_schedules", "send_due_welcomes"]
 # --- recurring messages ------------------------------------------------------------------------
 
 
-async def fire_due_schedules(limit: int = 100, *, church_id: int | None = None) -> int:
+async def fire_due_schedules(
+    database: Database, limit: int = 100, *, church_id: int | None = None
+) -> int:
     """Fire up to `limit` due schedules, each in its own transaction and tracked unit of work.
     Returns how many created a message. `church_id` (tests only) restricts the queue."""
     fired = 0
     for _ in range(limit):
         with observe.track("schedule"):
-            async with job_session() as session:
+            async with database.session() as session:
                 outcome = await _fire_one(session, church_id)
         if outcome is None:
             break
@@ -106,12 +108,14 @@ async def _fire_one(session: AsyncSession, church_id: int | None) -> bool | None
 # --- welcome texts ------------------------------------------------------------------------------
 
 
-async def send_due_welcomes(limit: int = 1000, *, church_id: int | None = None) -> int:
+async def send_due_welcomes(
+    database: Database, limit: int = 1000, *, church_id: int | None = None
+) -> int:
     """Send the welcome texts due now: one message per group, all in one transaction with the
     claim, so each membership is welcomed once. Returns how many memberships were handled
     (welcomed or skipped); call again at once when it equals `limit`. `church_id`: tests only."""
     with observe.track("welcome"):
-        async with job_session() as session:
+        async with database.session() as session:
             queue = WelcomeQueue(session)
             due = await queue.claim_due(limit=limit, church_id=church_id)
             if not due:

@@ -6,7 +6,9 @@ notification or due retries, runs `settings.send_pipelines` batch loops over one
 dispatcher (while one batch is being claimed or recorded, another is sending), sweeps expired
 leases of dead workers back into the queue, and fires due schedules and welcome texts.
 
-Database connections: the listener holds one connection of the engine's pool for its lifetime
+Database connections: the worker runs on the `Database` it is given (`serve_worker` opens the
+process's; `koinonia dev` shares the API's). The listener holds one connection of its pool for
+its lifetime
 (LISTEN needs a session of its own that is never handed to anyone else); everything else
 borrows pool connections per statement batch. No connection is opened outside the pool.
 Behind PgBouncer in transaction mode LISTEN cannot work (the server session is not ours
@@ -40,9 +42,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from koinonia.config import Settings
-from koinonia.db import engine as db_engine
+from koinonia.db.database import Database
 from koinonia.db.outage import outage_cause
-from koinonia.db.session import job_session
 from koinonia.delivery.dispatcher import Dispatcher
 from koinonia.delivery.outage import DatabaseOutage
 from koinonia.delivery.repository import DeliveryRepository
@@ -123,7 +124,7 @@ async def _pipeline(
             wake.clear()
 
 
-async def sweep(settings: Settings) -> int:
+async def sweep(settings: Settings, database: Database) -> int:
     """Requeue expired leases; complete messages whose delivery reports are all in (or overdue);
     apply delivery reports that were parked before their send was recorded and purge old ones.
     Returns rows requeued. Each part in its own transaction, so a part that fails (a bug, a
@@ -135,7 +136,7 @@ async def sweep(settings: Settings) -> int:
 
     async def requeue_leases() -> None:
         nonlocal requeued
-        async with job_session() as session:
+        async with database.session() as session:
             requeued = await DeliveryRepository(session).requeue_expired_leases(
                 max_attempts=settings.max_attempts
             )
@@ -143,13 +144,13 @@ async def sweep(settings: Settings) -> int:
             log.warning("delivery_leases_requeued", rows=requeued)
 
     async def complete_messages() -> None:
-        async with job_session() as session:
+        async with database.session() as session:
             await DeliveryRepository(session).complete_reported_messages(
                 report_wait_s=settings.report_wait_s
             )
 
     async def apply_pending_reports() -> None:
-        async with job_session() as session:
+        async with database.session() as session:
             await DeliveryReportRepository(session).apply_matched_pending_reports()
             await purge_stale_pending_reports(session)
 
@@ -188,38 +189,37 @@ async def _every(
         await _wait_any(stop, within=delay)
 
 
-async def _fire_schedules() -> None:
+async def _fire_schedules(database: Database) -> None:
     """Fire due recurring messages and welcome texts (koinonia.delivery.scheduler); the
     messages they write NOTIFY the pipelines like any send."""
     from koinonia.delivery.scheduler import fire_due_schedules, send_due_welcomes
 
-    await fire_due_schedules()
-    await send_due_welcomes()
+    await fire_due_schedules(database)
+    await send_due_welcomes(database)
 
 
 async def run_worker(
-    settings: Settings, *, stop: asyncio.Event, dispatcher: Dispatcher | None = None
+    settings: Settings,
+    database: Database,
+    *,
+    stop: asyncio.Event,
+    dispatcher: Dispatcher | None = None,
 ) -> None:
-    """Deliver until `stop` is set, then shut down gracefully (see the module docstring).
-
-    Uses the process engine (initialised here if the caller has not)."""
-    try:
-        engine = db_engine.get_engine()
-        owns_engine = False
-    except RuntimeError:
-        engine = db_engine.init_engine(settings)
-        owns_engine = True
+    """Deliver from `database` until `stop` is set, then shut down gracefully (see the module
+    docstring). The caller owns `database` (and disposes of it after)."""
     if dispatcher is None:
-        dispatcher = Dispatcher(settings, stop=stop)
+        dispatcher = Dispatcher(settings, database, stop=stop)
     else:
         dispatcher.stop = stop
     wake = asyncio.Event()
     background = [
-        asyncio.create_task(_listen(engine, wake, stop, dispatcher.outage), name="worker-listen"),
+        asyncio.create_task(
+            _listen(database.engine, wake, stop, dispatcher.outage), name="worker-listen"
+        ),
         asyncio.create_task(
             _every(
                 settings.lease_sweep_s,
-                lambda: sweep(settings),
+                lambda: sweep(settings, database),
                 stop=stop,
                 outage=dispatcher.outage,
                 during="delivery.sweep",
@@ -230,7 +230,7 @@ async def run_worker(
         asyncio.create_task(
             _every(
                 settings.schedule_poll_s,
-                _fire_schedules,
+                lambda: _fire_schedules(database),
                 stop=stop,
                 outage=dispatcher.outage,
                 during="delivery.schedules",
@@ -259,8 +259,6 @@ async def run_worker(
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await dispatcher.close()
-        if owns_engine:
-            await db_engine.dispose_engine()
         log.info("worker_stopped")
 
 
@@ -283,7 +281,7 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
 
 
 async def serve_worker(settings: Settings) -> None:
-    """The `koinonia worker` process: logging, engine, migrations, signals, run."""
+    """The `koinonia worker` process: logging, its database, migrations, signals, run."""
     from koinonia.db.migrate import migrate
 
     configure_logging(
@@ -291,9 +289,9 @@ async def serve_worker(settings: Settings) -> None:
     )
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    engine = db_engine.init_engine(settings)
+    database = Database.open(settings)
     try:
-        await migrate(engine)
-        await run_worker(settings, stop=stop)
+        await migrate(database.engine)
+        await run_worker(settings, database, stop=stop)
     finally:
-        await db_engine.dispose_engine()
+        await database.dispose()

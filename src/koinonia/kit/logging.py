@@ -130,7 +130,7 @@ def logging_config(*, json: bool, level: str) -> dict[str, Any]:
     """`configure_logging`'s stdlib side as a `dictConfig` dictionary (plain data, so uvicorn
     can pickle it into its worker processes): uvicorn's `log_config`."""
     loggers: dict[str, dict[str, Any]] = {
-        name: {"handlers": [], "propagate": True} for name in _UVICORN_LOGGERS
+        name: {"handlers": [], "propagate": True, "level": "NOTSET"} for name in _UVICORN_LOGGERS
     }
     for name, logger_level in _logger_levels(level).items():
         loggers[name] = {"level": logger_level}
@@ -156,6 +156,7 @@ def _route_stdlib(*, json: bool, level: str) -> None:
         for handler in logger.handlers[:]:
             logger.removeHandler(handler)
         logger.propagate = True
+        logger.setLevel(logging.NOTSET)  # the root's level, whatever uvicorn set before
     for name, logger_level in _logger_levels(level).items():
         logging.getLogger(name).setLevel(logger_level)
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
-from koinonia.auth.deps import Auth, DbSession
+from koinonia.auth.deps import Auth, DbSession, read_only
 from koinonia.kit.openapi import AUTHENTICATED, errors, not_found
 from koinonia.kit.pagination import DEFAULT_LIMIT, Page, page_response
 from koinonia.kit.params import Cursor, Id, Limit
@@ -33,6 +33,7 @@ Search = Annotated[
 
 @router.get("", response_model=Page[MemberOut])
 async def list_members(
+    request: Request,
     auth: Auth,
     session: DbSession,
     q: Search = None,
@@ -47,6 +48,9 @@ async def list_members(
     """The church's members by id, or with `q` in search order (see `q`), filtered by
     `group_id`, `branch_id` and `consent` (filters combine with AND; an id of another church's
     group or branch matches nothing)."""
+    if service.search_text(q) is None:
+        # A plain list is one read: no BEGIN / COMMIT (a search needs its transaction).
+        session = read_only(request, session)
     items, next_cursor = await service.list_members(
         session,
         auth,

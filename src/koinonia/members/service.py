@@ -8,7 +8,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from koinonia.auth.context import AuthContext
 from koinonia.churches.repository import ChurchRepository
 from koinonia.db.effects import church_changed
-from koinonia.db.session import autocommit_reads
 from koinonia.kit.db import constraint_of
 from koinonia.kit.errors import Conflict, NotFound, PlanLimitReached
 from koinonia.kit.pagination import ID, CursorSpec, OneOf, TextField
@@ -60,6 +59,11 @@ def search_cursor(q: str) -> CursorSpec:
     return CursorSpec("members.search", (OneOf(tiers), _SEARCH_KEY, ID))
 
 
+def search_text(q: str | None) -> str | None:
+    """What a list searches for: `q` stripped, None when blank (a plain list by id)."""
+    return q.strip() if q and q.strip() else None
+
+
 async def list_members(
     session: AsyncSession,
     auth: AuthContext,
@@ -72,14 +76,16 @@ async def list_members(
     cursor: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of members as MemberOut-shaped dicts, straight from the rows (database types
-    need no validation, and building 50 models from ORM objects was a fifth of the request)."""
+    need no validation, and building 50 models from ORM objects was a fifth of the request).
+
+    A plain list (no `search_text`) is one read with no locks or transaction-local settings:
+    callers may give it a read-only session (`Database.read_only`); a search sets
+    transaction-local planner settings (`MemberRepository.search`) and needs its transaction."""
     repo = MemberRepository(session, church_id=auth.church_id)
     where = MemberFilter(group_id=group_id, branch_id=branch_id, consent=consent)
-    q = q.strip() if q and q.strip() else None
+    q = search_text(q)
     if q is None:
         plain = MEMBERS_CURSOR.decode(cursor)
-        # One read, no locks or transaction-local settings: no BEGIN / COMMIT needed.
-        autocommit_reads(session)
         rows = await repo.list(
             LISTED, after_id=plain[0] if plain else None, limit=limit, where=where
         )

@@ -3,11 +3,12 @@ transaction (two statements: lock their ids, store them).
 
 Each report was its own transaction: BEGIN, one statement, COMMIT (a WAL flush) per request,
 which at 1,000 reports/s made the database round trips and commits most of a report's cost.
-Now a request hands its report to `record()` and waits; one writer per process stores every
-report waiting at that moment with one `record_delivery_reports` call in its own
-`job_session()`, commits, and only then answers each waiting request with its outcome. The
-provider is still acknowledged only after its report is stored (SPEC §6): a request returns
-after the commit that contains its report, or gets the error (a 500, so the provider retries).
+Now a request hands its report to the app's `ReportWriter` (`app.state.report_writer`, made
+with the app's database) and waits; that one writer stores every report waiting at that moment
+with one `record_delivery_reports` call in its own unit of work (`Database.session()`), commits,
+and only then answers each waiting request with its outcome. The provider is still acknowledged
+only after its report is stored (SPEC §6): a request returns after the commit that contains its
+report, or gets the error (a 500, so the provider retries).
 
 No report waits for a timer: an idle writer takes the first report at once; while a batch is
 being written the next reports gather and go together in the next one (at most MAX_BATCH).
@@ -23,12 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 from sqlalchemy.exc import DBAPIError
 
 from koinonia.db import observe
+from koinonia.db.database import Database
 from koinonia.db.outage import CONFLICT_SQLSTATES, sqlstate
-from koinonia.db.session import job_session
 from koinonia.kit.logging import log
 from koinonia.kit.metrics import REPORTS_DEFERRED
 from koinonia.webhooks.repository import DeliveryReportRepository
@@ -41,19 +43,25 @@ DEFERRED_PAUSE_S = 0.01
 _ATTEMPTS = 3
 
 _Waiting = tuple[DeliveryReport, "asyncio.Future[ReportOutcome]"]
-# Stores one batch in one transaction; None for a report left for the next batch.
-StoreBatch = Callable[[Sequence[DeliveryReport]], Awaitable[list[ReportOutcome | None]]]
+# Stores one batch, committed when it returns: an outcome per report, None for a report left
+# out (its text is being written back).
+Store = Callable[[Sequence[DeliveryReport]], Awaitable[list[ReportOutcome | None]]]
 
 
 class ReportWriter:
-    """The one writer of a process (see the module docstring); `store` writes one batch
-    (`store_reports` unless a test gives another)."""
+    """The one writer of an app (see the module docstring). `into(database)` makes the app's;
+    tests give their own `store`."""
 
-    def __init__(self, max_batch: int = MAX_BATCH, store: StoreBatch | None = None) -> None:
+    def __init__(self, store: Store, max_batch: int = MAX_BATCH) -> None:
+        self._store = store
         self.max_batch = max_batch
-        self.store = store or store_reports
         self._waiting: list[_Waiting] = []
         self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def into(cls, database: Database) -> ReportWriter:
+        """The writer storing into `database`."""
+        return cls(partial(store_reports, database))
 
     async def record(self, report: DeliveryReport) -> ReportOutcome:
         """Store `report` (with whatever else is waiting); returns once it is committed."""
@@ -72,7 +80,7 @@ class ReportWriter:
             del self._waiting[: self.max_batch]
             deferred: list[_Waiting] = []
             try:
-                outcomes = await self.store([report for report, _ in batch])
+                outcomes = await self._store([report for report, _ in batch])
             except Exception as exc:
                 if len(batch) == 1:
                     _fail(batch, exc)
@@ -80,7 +88,7 @@ class ReportWriter:
                 log.warning("status_report_batch_failed", reports=len(batch), error=repr(exc))
                 for one in batch:
                     try:
-                        deferred += _resolve([one], await self.store([one[0]]))
+                        deferred += _resolve([one], await self._store([one[0]]))
                     except Exception as one_exc:
                         _fail([one], one_exc)
             except BaseException:  # cancelled (shutdown): no answer will come, say so
@@ -99,11 +107,15 @@ class ReportWriter:
                     await asyncio.sleep(DEFERRED_PAUSE_S)
 
 
-async def store_reports(batch: Sequence[DeliveryReport]) -> list[ReportOutcome | None]:
+async def store_reports(
+    database: Database, batch: Sequence[DeliveryReport]
+) -> list[ReportOutcome | None]:
+    """Store `batch` in one unit of work of `database`; a deadlock or serialisation failure
+    against another writer is retried as a whole."""
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             with observe.track("webhooks.status_reports"):
-                async with job_session() as session:
+                async with database.session() as session:
                     return await DeliveryReportRepository(session).record_delivery_reports(batch)
         except DBAPIError as exc:
             code = sqlstate(exc)
@@ -131,11 +143,3 @@ def _fail(batch: Sequence[_Waiting], exc: BaseException) -> None:
     for _, future in batch:
         if not future.done():
             future.set_exception(exc)
-
-
-_writer = ReportWriter()
-
-
-async def record(report: DeliveryReport) -> ReportOutcome:
-    """Store one delivery report, batched with those of concurrent requests."""
-    return await _writer.record(report)

@@ -22,6 +22,7 @@ from koinonia.sms.signatures import (
     TWILIO_SIGNATURE_HEADER,
 )
 from koinonia.webhooks import service
+from koinonia.webhooks.batching import ReportWriter
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -58,6 +59,12 @@ def _twilio_form(fields: dict[str, str]) -> dict[str, Any]:
             },
         }
     }
+
+
+def _reports(request: Request) -> ReportWriter:
+    """The app's delivery-report writer (`create_app` makes it with the app's database)."""
+    reports: ReportWriter = request.app.state.report_writer
+    return reports
 
 
 def _signed_url(settings: Settings, request: Request) -> str:
@@ -101,6 +108,7 @@ async def twilio_status(request: Request, settings: SettingsDep) -> Response:
     """
     await service.receive_twilio_status(
         settings,
+        _reports(request),
         url=_signed_url(settings, request),
         body=await request.body(),
         content_type=request.headers.get("content-type"),
@@ -189,6 +197,7 @@ async def telnyx_events(request: Request, session: DbSession, settings: Settings
     await service.receive_telnyx_event(
         session,
         settings,
+        _reports(request),
         body=await request.body(),
         signature=request.headers.get(TELNYX_SIGNATURE_HEADER),
         timestamp=request.headers.get(TELNYX_TIMESTAMP_HEADER),

@@ -25,7 +25,7 @@ from koinonia.kit.metrics import WEBHOOKS
 from koinonia.sms import telnyx as telnyx_adapter
 from koinonia.sms import twilio as twilio_adapter
 from koinonia.sms.signatures import verify_telnyx, verify_twilio
-from koinonia.webhooks import batching
+from koinonia.webhooks.batching import ReportWriter
 from koinonia.webhooks.schemas import (
     ERROR_CODE_MAX,
     ERROR_TEXT_MAX,
@@ -93,10 +93,10 @@ async def handle_inbound(session: AsyncSession, text: InboundText) -> None:
 # --- delivery reports -------------------------------------------------------------------------
 
 
-async def record_delivery_report(report: DeliveryReport) -> ReportOutcome:
-    """Store one report, committed when this returns (batched with the reports of concurrent
-    requests: webhooks.batching); counts and logs what it did."""
-    outcome = await batching.record(report)
+async def record_delivery_report(reports: ReportWriter, report: DeliveryReport) -> ReportOutcome:
+    """Store one report through the app's writer, committed when this returns (batched with the
+    reports of concurrent requests: webhooks.batching); counts and logs what it did."""
+    outcome = await reports.record(report)
     WEBHOOKS.labels(report.provider, "status", outcome.value).inc()
     if outcome is ReportOutcome.PENDING:
         # Normal when the report beats the dispatcher's write-back; an id that stays pending was
@@ -115,6 +115,7 @@ async def record_delivery_report(report: DeliveryReport) -> ReportOutcome:
 
 async def receive_twilio_status(
     settings: Settings,
+    reports: ReportWriter,
     *,
     url: str,
     body: bytes,
@@ -128,7 +129,7 @@ async def receive_twilio_status(
     if report is None:
         WEBHOOKS.labels("twilio", "status", "ignored").inc()
         return None
-    return await record_delivery_report(report)
+    return await record_delivery_report(reports, report)
 
 
 async def receive_twilio_inbound(
@@ -228,6 +229,7 @@ def twilio_inbound_text(params: Mapping[str, str]) -> InboundText:
 async def receive_telnyx_event(
     session: AsyncSession,
     settings: Settings,
+    reports: ReportWriter,
     *,
     body: bytes,
     signature: str | None,
@@ -248,7 +250,7 @@ async def receive_telnyx_event(
         if report is None:
             WEBHOOKS.labels("telnyx", "status", "ignored").inc()
             return None
-        return await record_delivery_report(report)
+        return await record_delivery_report(reports, report)
     if event_type == TELNYX_INBOUND_EVENT:
         await handle_inbound(session, telnyx_inbound_text(event["payload"]))
         return None
