@@ -15,7 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from delivery.support import Broadcast
 from fixtures.locks import backend_pid, blocked_by, run_unless_blocked
 from koinonia.db.database import Database
-from koinonia.delivery.repository import SENT, DeliveryRepository, Outcome, Recorded
+from koinonia.delivery.repository import (
+    _LOCK_MESSAGES,
+    SENT,
+    DeliveryRepository,
+    Outcome,
+    Recorded,
+)
 
 MakeBroadcast = Callable[..., Awaitable[Broadcast]]
 
@@ -57,9 +63,7 @@ async def test_a_lease_sweep_never_waits_on_a_write_back_that_holds_the_message(
         sweep: asyncio.Task[Any] | None = None
         try:
             # 1. The write-back takes its first lock, the message ...
-            await writer.execute(
-                text("SELECT id FROM messages WHERE id = :m FOR UPDATE"), {"m": b.message_id}
-            )
+            await writer.execute(_LOCK_MESSAGES, {"ids": [b.message_id]})
             # 2. ... and the lease sweep runs meanwhile: it must not wait for it.
             sweep, blockers = await run_unless_blocked(
                 DeliveryRepository(sweeper).requeue_expired_leases(max_attempts=5),
@@ -134,3 +138,36 @@ async def test_a_write_back_after_a_sweep_waits_for_it_in_order_and_still_record
     )
     assert [r.status for r in rows] == ["sent", "sent"]
     await committed_session.commit()
+
+
+async def test_a_claim_never_waits_on_a_write_back_that_holds_the_message(
+    broadcast: MakeBroadcast, committed_session: AsyncSession, committed_database: Database
+) -> None:
+    """A claim locks recipients only; its counter upserts insert message_status_counts rows,
+    whose foreign key takes FOR KEY SHARE on the message. Writers lock messages FOR NO KEY
+    UPDATE, which that does not conflict with: were it FOR UPDATE, the claim would wait on the
+    write-back while holding recipients, and a write-back re-queuing a text (an upsert on a
+    counter row the claim holds) would close a cycle (seen as a deadlock between two
+    dispatchers)."""
+    b = await broadcast(2)
+    maker = committed_database.sessions
+    async with maker() as writer, maker() as claimer:
+        claimer_pid = await backend_pid(claimer)
+        claim: asyncio.Task[Any] | None = None
+        try:
+            await writer.execute(_LOCK_MESSAGES, {"ids": [b.message_id]})  # a write-back's first
+            claim, blockers = await run_unless_blocked(
+                DeliveryRepository(claimer).claim_due_recipients(limit=10, lease_s=60),
+                claimer_pid,
+                committed_session,
+            )
+            assert blockers == [], "the claim waits on the write-back's message lock"
+            claimed = [(c.message_id, c.member_id) for c in claim.result()]
+            assert sorted(claimed) == sorted((b.message_id, m) for m in b.member_ids)
+            await claimer.commit()
+            await writer.commit()
+        finally:
+            await writer.rollback()
+            if claim is not None:
+                await asyncio.gather(claim, return_exceptions=True)
+            await claimer.rollback()

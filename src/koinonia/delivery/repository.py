@@ -13,18 +13,25 @@ one of these takes them in this order, so no two can wait on each other in a cyc
 recipient it belongs to, or that holds no recipient at all, so the two never form a cycle
 between themselves.)
 
-- write-back (`record_results`): messages FOR UPDATE in id order, then transaction-scoped
+- write-back (`record_results`): messages FOR NO KEY UPDATE in id order, then transaction-scoped
   advisory locks on the provider ids it records (hash order), then its recipients, the members
   it opts out, the pending reports it folds in, usage. Delivery reports only *try* those
   advisory locks (webhooks.repository): a report whose text is being written back waits for the
   next batch instead of reading a snapshot that misses the write-back.
-- lease sweep (`requeue_expired_leases`): messages with expired rows FOR UPDATE SKIP LOCKED in
-  id order first, then their expired recipients (SKIP LOCKED); completing messages whose rows
-  failed for good touches no usage. It never waits at all: a message a write-back holds is
-  left for the next sweep.
+- lease sweep (`requeue_expired_leases`): messages with expired rows FOR NO KEY UPDATE SKIP
+  LOCKED in id order first, then their expired recipients (SKIP LOCKED); completing messages
+  whose rows failed for good touches no usage. It never waits at all: a message a write-back
+  holds is left for the next sweep.
 - report sweep (`complete_reported_messages`): messages only, SKIP LOCKED.
 - claim (`claim_due_recipients`): recipients only, SKIP LOCKED (messages are read, not locked).
-- cancel (koinonia.messages.repository.cancel): the message FOR UPDATE, its recipients, usage.
+- cancel (koinonia.messages.repository.cancel): the message FOR NO KEY UPDATE, its recipients,
+  usage.
+
+Messages are locked FOR NO KEY UPDATE, never FOR UPDATE: writers still exclude each other, but
+not the FOR KEY SHARE that a foreign key to the message takes. A claim's counter upserts insert
+message_status_counts rows (their key references the message) while the claim holds
+recipients; under FOR UPDATE that insert waited on a write-back holding the message, and a
+write-back re-queuing a text (an upsert on a counter row the claim held) closed a cycle.
 Counts in message_status_counts follow from the statement-level triggers of each statement;
 nothing here touches them directly.
 
@@ -109,7 +116,7 @@ JOIN churches ch ON ch.id = c.church_id
 # Taken first in every write-back, in id order: serialises workers finishing the same message,
 # so the last one to commit sees every other's results when it decides "completed".
 _LOCK_MESSAGES = text(
-    "SELECT id FROM messages WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR UPDATE"
+    "SELECT id FROM messages WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR NO KEY UPDATE"
 )
 
 # The write-back's first statement: its messages as above, then (once they are held: the
@@ -122,7 +129,8 @@ _LOCK_MESSAGES = text(
 _LOCK_BATCH = text(
     """
 WITH locked AS (
-    SELECT id FROM messages WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR UPDATE
+    SELECT id FROM messages WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id
+    FOR NO KEY UPDATE
 )
 SELECT koinonia_lock_provider_ids(CAST(:provider_ids AS varchar[]))
 FROM (SELECT count(*) FROM locked) AS m
@@ -330,7 +338,7 @@ RETURNING m.id, m.status
 _COMPLETE_REPORTED = text(
     """
 WITH candidate AS (
-    SELECT id FROM messages WHERE status = 'sent' ORDER BY id FOR UPDATE SKIP LOCKED
+    SELECT id FROM messages WHERE status = 'sent' ORDER BY id FOR NO KEY UPDATE SKIP LOCKED
 )
 UPDATE messages m
 SET status = CASE WHEN o.open THEN 'sending' ELSE 'completed' END,
@@ -357,7 +365,7 @@ SELECT m.id FROM messages m
 WHERE m.id IN (SELECT r.message_id FROM message_recipients r
                WHERE r.status = 'sending' AND r.lease_expires_at < now())
 ORDER BY m.id
-FOR UPDATE OF m SKIP LOCKED
+FOR NO KEY UPDATE OF m SKIP LOCKED
 """
 )
 

@@ -373,7 +373,7 @@ class MessageRepository:
             f"""
             WITH target AS (
                 SELECT id, status, created_at FROM messages
-                WHERE church_id = :church_id AND id = :id FOR UPDATE
+                WHERE church_id = :church_id AND id = :id FOR NO KEY UPDATE
             ),
             skipped AS (
                 UPDATE message_recipients r
