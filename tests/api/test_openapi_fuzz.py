@@ -19,7 +19,7 @@ schemathesis run in a worker thread and hand each request to the loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import hypothesis
@@ -150,19 +150,25 @@ def schema() -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_dict(create_app(get_settings()).openapi(), config=config)
 
 
+@pytest.fixture
+def cheap_passwords() -> Iterator[None]:
+    """Registrations, invitations and logins hash with argon2 at its production cost, ~0.1-1 s
+    each on a busy machine: conformance does not depend on the cost, so it is the minimum here."""
+    production = security.use_password_hasher(
+        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    )
+    yield
+    security.use_password_hasher(production)
+
+
 @pytest.mark.parametrize("label", OPERATIONS)
 async def test_every_operation_conforms_to_the_document(
     label: str,
     schema: schemathesis.BaseSchema,
     client: httpx.AsyncClient,
     session: AsyncSession,
-    monkeypatch: pytest.MonkeyPatch,
+    cheap_passwords: None,
 ) -> None:
-    # Registrations, invitations and logins hash with argon2 at its production cost, ~0.1-1 s
-    # each on a busy machine: conformance does not depend on the cost, so it is the minimum here.
-    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    monkeypatch.setattr(security, "_hasher", cheap)
-    monkeypatch.setattr(security, "_DUMMY_HASH", cheap.hash("not-a-real-password"))
     tenant = await make_tenant(session)
     known_ids = await _seed(client, session, tenant)
     method, path = label.split(" ", 1)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 
 import httpx
-import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from structlog.testing import capture_logs
 
 from fixtures.factories import Tenant
@@ -16,6 +15,7 @@ from koinonia.auth.deps import DbSession
 from koinonia.config import get_settings
 from koinonia.db import observe
 from koinonia.db.database import Database
+from koinonia.db.engine import make_engine
 
 
 async def test_deliberate_n_plus_one_is_caught(database: Database) -> None:
@@ -45,17 +45,20 @@ async def test_repeats_below_threshold_pass(connection: AsyncConnection) -> None
     assert stats.count == 4 and not stats.flagged
 
 
-async def test_slow_query_is_logged(
-    connection: AsyncConnection, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    settings = get_settings()
-    monkeypatch.setattr(
-        observe, "_settings", settings.model_copy(update={"slow_query_warn_ms": 50})
-    )
-    with capture_logs() as logs, observe.track("job"):
-        await connection.execute(text("SELECT pg_sleep(0.06)"))
+async def test_slow_query_is_logged(engine: AsyncEngine) -> None:
+    """An engine's slow-query threshold is its own settings' (another engine's do not count)."""
+    settings = get_settings().model_copy(update={"slow_query_warn_ms": 50})
+    slow_engine = make_engine(settings, engine.url.render_as_string(hide_password=False))
+    try:
+        with capture_logs() as logs, observe.track("job"):
+            async with slow_engine.connect() as conn:
+                await conn.execute(text("SELECT pg_sleep(0.06)"))
+            async with engine.connect() as conn:  # the suite's engine: 500 ms
+                await conn.execute(text("SELECT pg_sleep(0.061)"))
+    finally:
+        await slow_engine.dispose()
     slow = [e for e in logs if e["event"] == "slow_query"]
-    assert slow and slow[0]["level"] == "warning" and "pg_sleep" in slow[0]["statement"]
+    assert [e["level"] for e in slow] == ["warning"] and "pg_sleep(0.06)" in slow[0]["statement"]
 
 
 async def test_request_headers_and_metrics(client: httpx.AsyncClient, tenant: Tenant) -> None:

@@ -200,9 +200,9 @@ async def test_statements_flat_10_vs_10000_rows(
     copies = [0]
     timed = observe.timed
 
-    def counting_timed(statement: str) -> Any:  # COPY bypasses the cursor events counted
+    def counting_timed(statement: str, conn: Any) -> Any:  # COPY bypasses the cursor events
         copies[0] += statement.startswith("COPY")
-        return timed(statement)
+        return timed(statement, conn)
 
     monkeypatch.setattr(observe, "timed", counting_timed)
     gid = await _group(session, tenant)

@@ -15,19 +15,42 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from koinonia.config import Settings
 from koinonia.kit.errors import Unauthorized
 
-_hasher = PasswordHasher()
-# Verifying against this keeps the time of a login for an unknown email equal to a wrong password.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+@dataclass(frozen=True)
+class _Hashing:
+    hasher: PasswordHasher
+    # Verifying against this keeps the time of a login for an unknown email equal to a wrong
+    # password's.
+    dummy_hash: str
+
+
+def _hashing(hasher: PasswordHasher) -> _Hashing:
+    return _Hashing(hasher, hasher.hash("not-a-real-password"))
+
+
+_hashing_now = _hashing(PasswordHasher())
+
+
+def use_password_hasher(hasher: PasswordHasher) -> PasswordHasher:
+    """Hash and verify passwords with `hasher` from now on (argon2's production parameters
+    unless changed: a test whose subject is not the cost may lower it); returns the one it
+    replaces."""
+    global _hashing_now
+    previous, _hashing_now = _hashing_now.hasher, _hashing(hasher)
+    return previous
 
 
 async def hash_password(password: str) -> str:
-    return await anyio.to_thread.run_sync(_hasher.hash, password)
+    return await anyio.to_thread.run_sync(_hashing_now.hasher.hash, password)
 
 
 async def verify_password(password_hash: str | None, password: str) -> bool:
+    hashing = _hashing_now
+
     def _verify() -> bool:
         try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+            valid = hashing.hasher.verify(password_hash or hashing.dummy_hash, password)
+            return valid and bool(password_hash)
         except (VerificationError, InvalidHashError):
             return False
 

@@ -4,11 +4,15 @@ A unit of work (a request, a job) opens `track(label)`; every statement executed
 counted with its duration and shape (the SQL text; parameters are bound so one shape = one text).
 A shape repeated `n_plus_one_threshold` times inside one unit is an N+1: logged as a warning
 event and counted, or raised when `n_plus_one_raise` is on (the test suite turns it on).
+
+The thresholds are the settings of the engine a statement ran on (`instrument` keeps them per
+engine), so two engines of one process (a test's and a server's) each keep their own.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from koinonia.config import Settings
@@ -40,7 +45,8 @@ class QueryStats:
 
 
 _current: ContextVar[QueryStats | None] = ContextVar("koinonia_query_stats", default=None)
-_settings: Settings | None = None
+# The settings each instrumented engine was made with (its thresholds).
+_settings_of: weakref.WeakKeyDictionary[Engine, Settings] = weakref.WeakKeyDictionary()
 
 
 @contextmanager
@@ -57,11 +63,11 @@ def current() -> QueryStats | None:
     return _current.get()
 
 
-def record(statement: str, seconds: float) -> None:
-    """Account one statement; also called for work outside cursor events (COPY)."""
+def record(statement: str, seconds: float, settings: Settings | None) -> None:
+    """Account one statement run under `settings`' thresholds (None: an engine that was not
+    instrumented: no slow-query log, the default N+1 threshold)."""
     metrics.DB_STATEMENTS.inc()
     metrics.DB_SECONDS.observe(seconds)
-    settings = _settings
     if settings is not None:
         ms = seconds * 1000
         if ms >= settings.slow_query_warn_ms:
@@ -85,13 +91,14 @@ def record(statement: str, seconds: float) -> None:
 
 
 @contextmanager
-def timed(statement: str) -> Iterator[None]:
-    """Account work that bypasses SQLAlchemy's cursor events (asyncpg COPY) as a statement."""
+def timed(statement: str, conn: AsyncConnection) -> Iterator[None]:
+    """Account work on `conn` that bypasses SQLAlchemy's cursor events (asyncpg COPY) as a
+    statement."""
     started = time.perf_counter()
     try:
         yield
     finally:
-        record(statement, time.perf_counter() - started)
+        record(statement, time.perf_counter() - started, _settings_of.get(conn.sync_engine))
 
 
 def _before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
@@ -100,7 +107,7 @@ def _before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, m
 
 def _after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
     started = conn.info["koinonia_t0"].pop()
-    record(statement, time.perf_counter() - started)
+    record(statement, time.perf_counter() - started, _settings_of.get(conn.engine))
 
 
 class ObservedPool(AsyncAdaptedQueuePool):
@@ -135,10 +142,9 @@ def pool_status(pool: Any) -> dict[str, int]:
 
 
 def instrument(engine: AsyncEngine, settings: Settings) -> None:
-    global _settings
-    _settings = settings
     metrics.POOL_SIZE.set(settings.pool_size)
     sync = engine.sync_engine
+    _settings_of[sync] = settings
     event.listen(sync, "before_cursor_execute", _before)
     event.listen(sync, "after_cursor_execute", _after)
 

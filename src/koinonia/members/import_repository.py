@@ -41,7 +41,7 @@ class ImportRepository:
         """COPY rows into the staging table (appended to what earlier calls staged)."""
         conn = await self.session.connection()
         raw = await conn.get_raw_connection()
-        with observe.timed(f"COPY {self.table}"):
+        with observe.timed(f"COPY {self.table}", conn):
             # ImportRows are tuples in the table's column order: COPY records as they are.
             await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
                 self.table,
