@@ -15,7 +15,6 @@ from koinonia.auth.deps import DbSession
 from koinonia.config import get_settings
 from koinonia.db import observe
 from koinonia.db.database import Database
-from koinonia.db.engine import make_engine
 
 
 async def test_deliberate_n_plus_one_is_caught(database: Database) -> None:
@@ -46,19 +45,25 @@ async def test_repeats_below_threshold_pass(connection: AsyncConnection) -> None
 
 
 async def test_slow_query_is_logged(engine: AsyncEngine) -> None:
-    """An engine's slow-query threshold is its own settings' (another engine's do not count)."""
+    """An engine's slow-query threshold is its own settings' (another engine's do not count),
+    for its read-only sessions (an AUTOCOMMIT view of the engine) too."""
     settings = get_settings().model_copy(update={"slow_query_warn_ms": 50})
-    slow_engine = make_engine(settings, engine.url.render_as_string(hide_password=False))
+    slow = Database.open(settings, engine.url.render_as_string(hide_password=False))
     try:
         with capture_logs() as logs, observe.track("job"):
-            async with slow_engine.connect() as conn:
-                await conn.execute(text("SELECT pg_sleep(0.06)"))
+            async with slow.session() as session:
+                await session.execute(text("SELECT pg_sleep(0.06)"))
+            async with slow.read_session() as session:
+                await session.execute(text("SELECT pg_sleep(0.062)"))
             async with engine.connect() as conn:  # the suite's engine: 500 ms
                 await conn.execute(text("SELECT pg_sleep(0.061)"))
     finally:
-        await slow_engine.dispose()
-    slow = [e for e in logs if e["event"] == "slow_query"]
-    assert [e["level"] for e in slow] == ["warning"] and "pg_sleep(0.06)" in slow[0]["statement"]
+        await slow.dispose()
+    logged = [(e["level"], e["statement"]) for e in logs if e["event"] == "slow_query"]
+    assert logged == [
+        ("warning", "SELECT pg_sleep(0.06)"),
+        ("warning", "SELECT pg_sleep(0.062)"),
+    ]
 
 
 async def test_request_headers_and_metrics(client: httpx.AsyncClient, tenant: Tenant) -> None:

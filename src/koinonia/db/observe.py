@@ -6,7 +6,8 @@ A shape repeated `n_plus_one_threshold` times inside one unit is an N+1: logged 
 event and counted, or raised when `n_plus_one_raise` is on (the test suite turns it on).
 
 The thresholds are the settings of the engine a statement ran on (`instrument` keeps them per
-engine), so two engines of one process (a test's and a server's) each keep their own.
+connection pool, which the engine's option views share: the AUTOCOMMIT view of read-only
+sessions), so two engines of one process (a test's and a server's) each keep their own.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, Pool
 
 from koinonia.config import Settings
 from koinonia.kit import metrics
@@ -45,8 +45,8 @@ class QueryStats:
 
 
 _current: ContextVar[QueryStats | None] = ContextVar("koinonia_query_stats", default=None)
-# The settings each instrumented engine was made with (its thresholds).
-_settings_of: weakref.WeakKeyDictionary[Engine, Settings] = weakref.WeakKeyDictionary()
+# The settings each instrumented engine was made with (its thresholds), by its pool.
+_settings_of: weakref.WeakKeyDictionary[Pool, Settings] = weakref.WeakKeyDictionary()
 
 
 @contextmanager
@@ -98,7 +98,7 @@ def timed(statement: str, conn: AsyncConnection) -> Iterator[None]:
     try:
         yield
     finally:
-        record(statement, time.perf_counter() - started, _settings_of.get(conn.sync_engine))
+        record(statement, time.perf_counter() - started, _settings_of.get(conn.sync_engine.pool))
 
 
 def _before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
@@ -107,7 +107,7 @@ def _before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, m
 
 def _after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
     started = conn.info["koinonia_t0"].pop()
-    record(statement, time.perf_counter() - started, _settings_of.get(conn.engine))
+    record(statement, time.perf_counter() - started, _settings_of.get(conn.engine.pool))
 
 
 class ObservedPool(AsyncAdaptedQueuePool):
@@ -144,7 +144,7 @@ def pool_status(pool: Any) -> dict[str, int]:
 def instrument(engine: AsyncEngine, settings: Settings) -> None:
     metrics.POOL_SIZE.set(settings.pool_size)
     sync = engine.sync_engine
-    _settings_of[sync] = settings
+    _settings_of[sync.pool] = settings
     event.listen(sync, "before_cursor_execute", _before)
     event.listen(sync, "after_cursor_execute", _after)
 

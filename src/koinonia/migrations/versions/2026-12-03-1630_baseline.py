@@ -1,4 +1,4 @@
-"""baseline: the schema as it was released, squashed from the 17 migrations that built it
+"""baseline: the whole schema before the first release, squashed from the 17 migrations that built it
 
 Koinonia had not been released when its migrations were squashed into this one: it builds, from
 an empty database, the schema they built (extensions, tables, constraints, indexes, functions,
