@@ -29,7 +29,7 @@ from koinonia.hot_reads import HotReads, error_response, hot_routes
 from koinonia.kit import metrics, openapi
 from koinonia.kit.errors import DatabaseUnavailable, InternalError, KoinoniaError
 from koinonia.kit.http import RequestPipeline
-from koinonia.kit.logging import configure_logging, log
+from koinonia.kit.logging import configure_logging_from, log
 from koinonia.kit.store import get_store, init_store
 
 API_PREFIX = "/api/v1"
@@ -99,22 +99,21 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(
-            json=settings.json_logs, level=settings.log_level, cache=settings.env != "test"
-        )
+        configure_logging_from(settings)
         init_store(settings.redis_url, settings.store_prefix)
         opened = Database.open(settings) if database is None else None
-        if opened is not None:
-            await migrate(opened.engine)
-            _serve_from(app, opened)
-        log.info("api_started", env=settings.env)
-        if opened is not None:
-            _tune_gc()
-        yield
-        if opened is not None:
-            await opened.dispose()
-        await get_store().close()
-        metrics.process_exiting()
+        try:
+            if opened is not None:
+                await migrate(opened.engine)
+                _serve_from(app, opened)
+                _tune_gc()
+            log.info("api_started", env=settings.env)
+            yield
+        finally:  # also when start-up failed (a migration that raised)
+            if opened is not None:
+                await opened.dispose()
+            await get_store().close()
+            metrics.process_exiting()
 
     app = FastAPI(
         title="Koinonia API",

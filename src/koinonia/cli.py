@@ -56,22 +56,14 @@ def require_sandbox(command: str) -> None:
 
 
 async def _prepare(settings: Settings, *, seed: bool) -> bool:
-    from koinonia.db.database import Database
-    from koinonia.db.migrate import migrate
+    from koinonia.db.process import process_database
     from koinonia.demo import seed_demo
-    from koinonia.kit.logging import configure_logging
 
-    configure_logging(
-        json=settings.json_logs, level=settings.log_level, cache=settings.env != "test"
-    )  # Alembic's records
-    database = Database.open(settings)
-    await migrate(database.engine)
-    seeded = False
-    if seed:
+    async with process_database(settings) as database:
+        if not seed:
+            return False
         async with database.session() as session:
-            seeded = await seed_demo(session)
-    await database.dispose()
-    return seeded
+            return await seed_demo(session)
 
 
 @app.command()
@@ -201,13 +193,10 @@ def import_csv(
     async def run() -> None:
         from koinonia.billing.plans import effective_plan
         from koinonia.churches.repository import ChurchRepository
-        from koinonia.db.database import Database
-        from koinonia.db.migrate import migrate
+        from koinonia.db.process import process_database
         from koinonia.members.importer import import_members
 
-        database = Database.open(settings)
-        await migrate(database.engine)
-        try:
+        async with process_database(settings) as database:
             with Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
@@ -228,8 +217,6 @@ def import_csv(
                         region=settings.default_region,
                         progress=lambda phase: bar.update(task, description=phase),
                     )
-        finally:
-            await database.dispose()
         console.print(
             f"{report.total_rows} rows: {report.created} created, "
             f"{report.already_members} already members, {report.added_to_group} added to the "

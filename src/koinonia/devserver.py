@@ -23,7 +23,7 @@ from koinonia.config import DEV_TELNYX_API_KEY, DEV_TWILIO_AUTH_TOKEN, Settings
 from koinonia.db.database import Database
 from koinonia.db.migrate import migrate
 from koinonia.delivery.worker import install_signal_handlers, run_worker
-from koinonia.kit.logging import configure_logging, log
+from koinonia.kit.logging import configure_logging_from, log
 from koinonia.kit.server import uvicorn_options
 
 
@@ -54,9 +54,7 @@ async def serve_dev(settings: Settings, *, stop: asyncio.Event | None = None) ->
     from koinonia_sandbox import DEFAULT_PORT, sandbox_config, start_sandbox
 
     settings = dev_settings(settings)
-    configure_logging(
-        json=settings.json_logs, level=settings.log_level, cache=settings.env != "test"
-    )
+    configure_logging_from(settings)
     if stop is None:
         stop = asyncio.Event()
         install_signal_handlers(stop)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import koinonia
 from koinonia import cli
 
-# Imports every module of the product (Alembic scripts, should the package hold any, run only
+# Imports every module of the product (but its Alembic scripts, koinonia.migrations: they run only
 # under Alembic), then names any sandbox or aiohttp module loaded.
 _IMPORT_THE_PRODUCT = """
 import importlib, pkgutil, sys

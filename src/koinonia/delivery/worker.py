@@ -47,7 +47,7 @@ from koinonia.db.outage import outage_cause
 from koinonia.delivery.dispatcher import Dispatcher
 from koinonia.delivery.outage import DatabaseOutage
 from koinonia.delivery.repository import DeliveryRepository
-from koinonia.kit.logging import configure_logging, log
+from koinonia.kit.logging import log
 
 CHANNEL = "koinonia_work"
 RELISTEN_S = 5.0  # after the listener's connection fails
@@ -281,17 +281,11 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
 
 
 async def serve_worker(settings: Settings) -> None:
-    """The `koinonia worker` process: logging, its database, migrations, signals, run."""
-    from koinonia.db.migrate import migrate
+    """The `koinonia worker` process: logging, the store, its database, migrations, signals,
+    run (`db.process`)."""
+    from koinonia.db.process import process_database
 
-    configure_logging(
-        json=settings.json_logs, level=settings.log_level, cache=settings.env != "test"
-    )
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    database = Database.open(settings)
-    try:
-        await migrate(database.engine)
+    async with process_database(settings) as database:
         await run_worker(settings, database, stop=stop)
-    finally:
-        await database.dispose()

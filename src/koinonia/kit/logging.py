@@ -27,6 +27,8 @@ from typing import Any, BinaryIO
 import orjson
 import structlog
 
+from koinonia.config import Settings
+
 
 def _dumps(event: dict[str, Any], **kw: Any) -> bytes:
     # Non-JSON values (exceptions, paths, enums...) are logged as their str(), never an error.
@@ -41,6 +43,13 @@ def _renderer(json: bool, *, binary: bool) -> structlog.typing.Processor:
     if json:
         return structlog.processors.JSONRenderer(serializer=_dumps if binary else _dumps_str)
     return structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+
+
+def configure_logging_from(settings: Settings) -> None:
+    """`configure_logging` as a process's settings ask (every entry point calls this)."""
+    configure_logging(
+        json=settings.json_logs, level=settings.log_level, cache=settings.env != "test"
+    )
 
 
 def configure_logging(*, json: bool, level: str = "INFO", cache: bool = True) -> None:
