@@ -67,8 +67,10 @@ class Watched:
 
 @pytest.fixture
 def restore_store() -> Iterator[None]:
+    """The store the test found (the client's) is put back, for the client to close."""
+    previous = get_store()
     yield
-    use_store(None)
+    use_store(previous)
 
 
 async def _ended_in_database(engine: AsyncEngine, sid: str) -> bool:

@@ -313,7 +313,7 @@ async def test_a_cached_read_costs_one_store_round_trip(
     client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
     store = CountingStore()
-    use_store(store)  # replaced after the client fixture's init_store
+    previous = use_store(store)  # replaced after the client fixture's init_store
     try:
         assert (await client.get("/api/v1/stats/summary", headers=tenant.headers)).is_success
         store.calls.clear()
@@ -322,7 +322,7 @@ async def test_a_cached_read_costs_one_store_round_trip(
         # this process's copy for that version.
         assert store.calls == ["get_many_and_incr"]
     finally:
-        use_store(MemoryStore())
+        use_store(previous)
 
 
 async def test_a_write_invalidates(
@@ -374,7 +374,7 @@ async def test_another_churchs_write_does_not_invalidate(
 async def test_broken_store_falls_back_to_the_database(
     client: httpx.AsyncClient, session: AsyncSession, tenant: Tenant, store: Store
 ) -> None:
-    use_store(store)  # replaced after the client fixture's init_store
+    previous = use_store(store)  # replaced after the client fixture's init_store
     errors = metric("stats.branches", "error")
     try:
         await make_branch(session, tenant.church_id, "Only")
@@ -389,5 +389,5 @@ async def test_broken_store_falls_back_to_the_database(
         assert [b["name"] for b in body["items"]] == ["Only", "Two"]
         assert metric("stats.branches", "error") == errors + 3
     finally:
-        use_store(MemoryStore())
+        use_store(previous)
     assert get_store() is not store
