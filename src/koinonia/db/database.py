@@ -68,7 +68,10 @@ class Database:
         rolled back as a whole when the test ends). Reads keep that transaction (there is one
         connection, in a transaction already)."""
         sessions = async_sessionmaker(
-            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+            bind=connection,
+            expire_on_commit=False,
+            autoflush=False,  # as production's sessions: tests must flush where the code must
+            join_transaction_mode="create_savepoint",
         )
         return cls(connection.engine, sessions)
 
