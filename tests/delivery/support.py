@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -28,6 +29,11 @@ class Broadcast:
     church: Tenant
     message_id: int
     member_ids: list[int]
+
+
+# The delivery fixtures' factories (conftest.py): `make_settings(**changes)`, `await broadcast(n)`.
+MakeSettings = Callable[..., Settings]
+MakeBroadcast = Callable[..., Awaitable[Broadcast]]
 
 
 async def message_status(session: AsyncSession, message_id: int) -> str:

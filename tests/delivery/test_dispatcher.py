@@ -11,7 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from delivery.support import (
-    Broadcast,
+    MakeBroadcast,
+    MakeSettings,
     RecordingLocalLimiter,
     assert_paced,
     complete_reported,
@@ -25,15 +26,11 @@ from delivery.support import (
     statuses,
 )
 from fixtures.factories import make_members
-from koinonia.config import Settings
 from koinonia.db.database import Database
 from koinonia.delivery.dispatcher import Dispatcher, drain
 from koinonia.delivery.repository import DeliveryRepository, Outcome
 from koinonia.kit.segments import count_segments, render
 from koinonia_sandbox import RunningSandbox
-
-MakeSettings = Callable[..., Settings]
-MakeBroadcast = Callable[..., Awaitable[Broadcast]]
 
 # 151 characters around the first name: "Member7" fits one SMS, "Member123" needs two, so the
 # recorded segments must come from each rendered body, not from the message's estimate.

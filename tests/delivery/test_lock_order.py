@@ -5,14 +5,13 @@ in two transactions, and pg_locks (pg_blocking_pids) says who waits on whom; no 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from delivery.support import Broadcast
+from delivery.support import Broadcast, MakeBroadcast
 from fixtures.locks import backend_pid, blocked_by, run_unless_blocked
 from koinonia.db.database import Database
 from koinonia.delivery.repository import (
@@ -22,8 +21,6 @@ from koinonia.delivery.repository import (
     Outcome,
     Recorded,
 )
-
-MakeBroadcast = Callable[..., Awaitable[Broadcast]]
 
 
 async def _expired_claim(session: AsyncSession, message_id: int, attempts: int) -> datetime:

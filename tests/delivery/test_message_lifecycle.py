@@ -5,7 +5,6 @@ delivery reports to the real webhooks, and the worker's sweep."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -15,19 +14,17 @@ from structlog.testing import capture_logs
 
 from delivery.support import (
     Broadcast,
+    MakeBroadcast,
+    MakeSettings,
     complete_reported,
     counted,
     deliver_with,
     message_status,
 )
-from koinonia.config import Settings
 from koinonia.db.database import Database
 from koinonia.delivery.repository import DeliveryRepository
 from koinonia.delivery.worker import sweep
 from koinonia_sandbox import RunningSandbox
-
-MakeSettings = Callable[..., Settings]
-MakeBroadcast = Callable[..., Awaitable[Broadcast]]
 
 
 async def _get(client: httpx.AsyncClient, b: Broadcast) -> dict[str, object]:

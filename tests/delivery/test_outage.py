@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,17 +18,19 @@ from structlog.testing import capture_logs
 
 from db.outages import dbapi_error, driver_refusal
 from delivery.faults import DatabaseProxy
-from delivery.support import Broadcast, deliver_with, sent_phones, statuses
-from koinonia.config import Settings
+from delivery.support import (
+    MakeBroadcast,
+    MakeSettings,
+    deliver_with,
+    sent_phones,
+    statuses,
+)
 from koinonia.db.database import Database
 from koinonia.delivery.dispatcher import Dispatcher
 from koinonia.delivery.outage import DatabaseOutage
 from koinonia.delivery.repository import Outcome
 from koinonia.delivery.worker import _pipeline, sweep
 from koinonia_sandbox import RunningSandbox
-
-MakeSettings = Callable[..., Settings]
-MakeBroadcast = Callable[..., Awaitable[Broadcast]]
 
 # The write-back used to give up after 5 tries (~1.5 s of backoff) and drop the results.
 OLD_RECORD_TRIES = 5

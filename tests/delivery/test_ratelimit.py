@@ -7,29 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.testing import capture_logs
 
 from delivery.support import (
-    Broadcast,
+    MakeBroadcast,
+    MakeSettings,
     RecordingRedisLimiter,
     assert_paced,
     deliver_all,
     granted_slots,
     sent_phones,
 )
-from koinonia.config import Settings
 from koinonia.db.database import Database
 from koinonia.delivery.dispatcher import Dispatcher, drain
 from koinonia.delivery.ratelimit import LocalRateLimiter, RedisRateLimiter
 from koinonia.kit.tokenbucket import Grant
 from koinonia_sandbox import RunningSandbox
-
-MakeSettings = Callable[..., Settings]
-MakeBroadcast = Callable[..., Awaitable[Broadcast]]
 
 
 async def test_two_processes_share_one_bucket_through_redis(

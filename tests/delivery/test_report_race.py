@@ -10,7 +10,7 @@ after 'sent') and nothing is left parked in pending_status_reports.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -26,14 +26,12 @@ from delivery.reports import (
     true,
     until,
 )
-from delivery.support import Broadcast, counted, deliver_all, statuses
+from delivery.support import MakeBroadcast, MakeSettings, counted, deliver_all, statuses
 from koinonia.config import Settings
 from koinonia.db.database import Database
 from koinonia.delivery.dispatcher import Dispatcher
 from koinonia_sandbox import RunningSandbox
 
-MakeSettings = Callable[..., Settings]
-MakeBroadcast = Callable[..., Awaitable[Broadcast]]
 ORDERS = ["before", "during_write_back_first", "during_report_first", "after"]
 # Fragments of the statements the waits are recognised by (pg_stat_activity.query).
 LOCK_MESSAGES = "FROM messages WHERE id = ANY"  # the write-back's first statement

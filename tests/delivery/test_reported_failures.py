@@ -6,7 +6,7 @@ report comes after the write-back or beats it (parked, folded in by the write-ba
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,14 +15,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from delivery.reports import Blockers, more, post_report, provider_ids, true, until
-from delivery.support import Broadcast, counted
-from koinonia.config import Settings
+from delivery.support import MakeBroadcast, MakeSettings, counted
 from koinonia.db.database import Database
 from koinonia.delivery.dispatcher import Dispatcher
 from koinonia_sandbox import RunningSandbox
-
-MakeSettings = Callable[..., Settings]
-MakeBroadcast = Callable[..., Awaitable[Broadcast]]
 
 
 @pytest.fixture

@@ -14,16 +14,19 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from delivery.support import Broadcast, message_status, send_to_all, sent_phones, statuses
+from delivery.support import (
+    MakeBroadcast,
+    MakeSettings,
+    message_status,
+    send_to_all,
+    sent_phones,
+    statuses,
+)
 from fixtures.factories import Tenant, make_members
-from koinonia.config import Settings
 from koinonia.db.database import Database
 from koinonia.delivery.dispatcher import BatchResult, Dispatcher, drain
 from koinonia.delivery.worker import run_worker, sweep
 from koinonia_sandbox import RunningSandbox
-
-MakeSettings = Callable[..., Settings]
-MakeBroadcast = Callable[..., Awaitable[Broadcast]]
 
 
 async def _until(predicate: Callable[[], Awaitable[bool]], within_s: float, what: str) -> None:
