@@ -15,13 +15,12 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 from sqlalchemy import text
 
+from bench.harness import broadcast_to_all
 from bench.load import free_port
 from koinonia.config import get_settings
 from koinonia.db.database import Database
 from koinonia.db.embedded import database_url
 from koinonia.db.migrate import migrate
-from koinonia.messages.service import Outgoing, enqueue
-from koinonia.models import Church
 from koinonia.sms.base import OutboundSms, create_http_client
 from koinonia.sms.providers import build_provider
 
@@ -149,20 +148,7 @@ class Rig:
     async def broadcast(self) -> tuple[float, float]:
         """(seconds until the sandbox accepted every text, seconds until every result was
         written back: the message is `sent` or `completed`)."""
-        async with self.database.session() as s:
-            church = await s.get(Church, self.church_id)
-            assert church is not None
-            queued = await enqueue(
-                s,
-                Outgoing(
-                    church=church,
-                    plan_texts=None,
-                    content=CONTENT,
-                    kind="broadcast",
-                    target_type="all",
-                    hold_for_quiet_hours=False,
-                ),
-            )
+        message_id = await broadcast_to_all(self.database, self.church_id, CONTENT)
         cpu_before = self._cpu_snapshot()
         started = time.perf_counter()
         handed: float | None = None
@@ -178,7 +164,7 @@ class Rig:
             async with self.database.session() as s:
                 status = (
                     await s.execute(
-                        text("SELECT status FROM messages WHERE id = :m"), {"m": queued.id}
+                        text("SELECT status FROM messages WHERE id = :m"), {"m": message_id}
                     )
                 ).scalar_one()
             # Every text handed over and written back: `sent` (delivery reports still

@@ -18,8 +18,30 @@ from koinonia.db.database import Database
 from koinonia.db.embedded import database_url, execute_on_server
 from koinonia.db.engine import make_engine
 from koinonia.db.migrate import migrate
+from koinonia.messages.service import Outgoing, enqueue
+from koinonia.models import Church
 
 BENCH_PASSWORD = "bench-password-123"
+
+
+async def broadcast_to_all(database: Database, church_id: int, content: str) -> int:
+    """Queue one broadcast to every member of the church through the product's send path
+    (committed, no plan limit, quiet hours ignored); returns the message id."""
+    async with database.session() as s:
+        church = await s.get(Church, church_id)
+        assert church is not None
+        queued = await enqueue(
+            s,
+            Outgoing(
+                church=church,
+                plan_texts=None,
+                content=content,
+                kind="broadcast",
+                target_type="all",
+                hold_for_quiet_hours=False,
+            ),
+        )
+    return queued.id
 
 
 async def prepare(settings: Settings, size: Size, log: Callable[[str], None]) -> Database:

@@ -31,13 +31,12 @@ from typing import Any
 
 from sqlalchemy import text
 
+from bench.harness import broadcast_to_all
 from bench.load import free_port
 from koinonia.config import get_settings
 from koinonia.db.database import Database
 from koinonia.db.embedded import database_url, execute_on_server
 from koinonia.db.migrate import migrate
-from koinonia.messages.service import Outgoing, enqueue
-from koinonia.models import Church
 
 DB = "koinonia_bench_reports"
 CONTENT = "Hi {first_name|friend}, service moved to 11am. Reply STOP to opt out."
@@ -166,20 +165,7 @@ class Rig:
                 ),
                 {"c": church_id, "n": texts},
             )
-        async with self.database.session() as s:
-            church = await s.get(Church, church_id)
-            assert church is not None
-            queued = await enqueue(
-                s,
-                Outgoing(
-                    church=church,
-                    plan_texts=None,
-                    content=CONTENT,
-                    kind="broadcast",
-                    target_type="all",
-                    hold_for_quiet_hours=False,
-                ),
-            )
+        message_id = await broadcast_to_all(self.database, church_id, CONTENT)
         started = time.perf_counter()
         while True:
             try:
@@ -202,7 +188,7 @@ class Rig:
                         "SELECT status, count(*) FROM message_recipients WHERE message_id = :m"
                         " GROUP BY status ORDER BY status"
                     ),
-                    {"m": queued.id},
+                    {"m": message_id},
                 )
             ).all()
             pending = (
